@@ -1,0 +1,68 @@
+"""One error tree for the whole package.
+
+Everything the package raises on purpose derives from :class:`ThrottleLabError`, so a
+caller (the CLI, a notebook) can catch one class. Bytes from a peer never raise inside
+``core/``: a malformed ClientHello is an event, not an exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ProbeError",
+    "ProxyError",
+    "ScenarioError",
+    "TestbedError",
+    "ThrottleLabError",
+    "UnitError",
+]
+
+
+class ThrottleLabError(Exception):
+    """Base of every error throttle_lab raises on purpose."""
+
+
+class ScenarioError(ThrottleLabError, ValueError):
+    """A scenario (file, override or flag) is not valid.
+
+    ``str()`` is one line naming the source, the key path, the value and what was
+    expected, e.g. ``scenarios/x.toml: policies[0].action.rate = '140kbps': expected a
+    rate such as '140kbit'``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        key: str | None = None,
+        value: object = None,
+    ) -> None:
+        self.source = source
+        self.key = key
+        self.value = value
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (self.source, self.key) if p)
+        if self.key is not None and self.value is not None:
+            where = f"{where} = {self.value!r}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+class UnitError(ScenarioError):
+    """A human quantity (``'140kbit'``, ``'16KB'``, ``'60ms'``) could not be parsed."""
+
+
+class ProxyError(ThrottleLabError):
+    """The emulating proxy could not start or was misconfigured."""
+
+
+class TestbedError(ThrottleLabError):
+    """The kernel testbed could not be built, used or removed."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+class ProbeError(ThrottleLabError):
+    """A probe run was misconfigured (a failed measurement is a record, not this)."""
