@@ -1,0 +1,47 @@
+"""The ``throttle-lab`` command line: a thin face over the package.
+
+User mistakes (bad files, keys, values, flags) print one line and exit 2; only bugs
+show a traceback. Each subcommand lives in its own ``_name.py`` module.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from throttle_lab import __version__
+from throttle_lab.errors import ThrottleLabError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="throttle-lab")
+def cli() -> None:
+    """Simulate, emulate and measure SNI-triggered throttling."""
+
+
+def _register() -> None:
+    # Imported here so that each module can import `cli` helpers without a cycle.
+    from throttle_lab.cli import _commands  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script and of ``python -m throttle_lab``."""
+    _register()
+    try:
+        cli.main(args=argv, prog_name="throttle-lab", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("throttle-lab: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        # Flag mistakes: one line, exit 2, as click would, without its usage block.
+        click.echo(f"throttle-lab: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except ThrottleLabError as exc:
+        click.echo(f"throttle-lab: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("throttle-lab: interrupted", err=True)
+        sys.exit(130)
