@@ -56,6 +56,12 @@ class TokenBucket:
             return True
         return False
 
+    def take(self, size: int, *, now: float) -> None:
+        """Take ``size`` tokens unconditionally (a shaper's departure at the time
+        ``time_until`` named; float rounding there must not turn into a free pass)."""
+        self.tokens(now=now)
+        self._tokens -= size
+
     def time_until(self, size: int, *, now: float) -> float:
         """Seconds from ``now`` until ``size`` tokens are there (0 if they already are).
 
@@ -153,7 +159,7 @@ class Shaper(Generic[T]):
             if ready_at > now:
                 return
             head = self._queue.popleft()
-            self.bucket.try_consume(head.size, now=ready_at)
+            self.bucket.take(head.size, now=ready_at)
             self.queued_bytes -= head.size
             self._last_departure = ready_at
             yield ready_at, head.item
