@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
-__all__ = ["Policer", "Shaper", "TokenBucket"]
+__all__ = ["Policer", "Shaper", "ShaperVerdict", "TokenBucket"]
 
 T = TypeVar("T")
+ShaperVerdict = Literal["sent", "queued", "dropped"]
 
 
 class TokenBucket:
@@ -106,7 +107,7 @@ class Shaper(Generic[T]):
     """A token bucket with a FIFO of at most ``queue_bytes`` waiting bytes (like ``tbf``).
 
     ``offer()`` an item; it either leaves at once, waits, or is dropped when the queue
-    is full. The driver asks ``get_timer()`` when the head may leave and calls
+    is full (``queue_bytes`` counts only what waits). The driver asks ``get_timer()`` when the head may leave and calls
     ``release(now=...)`` then, which yields the items that leave, each with its own exact
     departure time (so a driver that wakes late does not compress the schedule).
     """
@@ -127,21 +128,27 @@ class Shaper(Generic[T]):
             raise ValueError(f"queue_bytes must be >= 0, got {self.queue_bytes!r}")
         self.bucket = TokenBucket(self.rate_bps, self.burst_bytes, now=self.now)
 
-    def offer(self, item: T, size: int, *, now: float) -> bool:
-        """Enqueue ``item``; False when it was dropped.
+    def offer(self, item: T, size: int, *, now: float) -> ShaperVerdict:
+        """Offer ``item`` of ``size`` bytes at ``now``.
 
-        An item that could leave at once needs no queue room; one that must wait needs
-        ``queue_bytes`` room; one larger than the bucket never conforms and is dropped.
+        ``"sent"``: it conforms and leaves now (the driver forwards it at once);
+        ``"queued"``: it waits, and ``release()`` will yield it; ``"dropped"``: the queue
+        is full, or the item is larger than the bucket and could never conform.
         """
-        leaves_at_once = not self._queue and self.bucket.tokens(now=now) >= size
-        fits = leaves_at_once or self.queued_bytes + size <= self.queue_bytes
-        if size > self.bucket.burst_bytes or not fits:
-            self.dropped_packets += 1
-            self.dropped_bytes += size
-            return False
-        self._queue.append(_Queued(item, size, now))
-        self.queued_bytes += size
-        return True
+        if size > self.bucket.burst_bytes:
+            verdict: ShaperVerdict = "dropped"
+        elif not self._queue and self.bucket.try_consume(size, now=now):
+            self._last_departure = now
+            return "sent"
+        elif self.queued_bytes + size <= self.queue_bytes:
+            self._queue.append(_Queued(item, size, now))
+            self.queued_bytes += size
+            return "queued"
+        else:
+            verdict = "dropped"
+        self.dropped_packets += 1
+        self.dropped_bytes += size
+        return verdict
 
     def _head_departure(self) -> float:
         head = self._queue[0]

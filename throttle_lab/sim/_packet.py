@@ -335,10 +335,13 @@ class _Link:
                 self.sim.drops += 1
                 return
         elif self.shaper is not None:
-            if not self.shaper.offer(pkt, size, now=now):
+            verdict = self.shaper.offer(pkt, size, now=now)
+            if verdict == "dropped":
                 self.sim.drops += 1
-            self._schedule_release()
-            return
+            elif verdict == "queued":
+                self._schedule_release()
+            if verdict != "sent":
+                return
         self._access(pkt, now)
 
     def _schedule_release(self) -> None:

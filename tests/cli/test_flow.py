@@ -1,0 +1,118 @@
+"""`throttle-lab flow` end to end: the flag and JSON contract, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from throttle_lab.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "flow",
+        "--size",
+        "400KB",
+        "--rtt",
+        "60ms",
+        "--police",
+        "140kbit",
+        "--burst",
+        "16KB",
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    for key in ("total_s", "ttfb_s", "goodput_bps", "drops", "retransmits"):
+        assert key in data
+    assert data["size_bytes"] == 400_000 and data["burst_bytes"] == 16_000
+    assert data["rate_bps"] == 140_000 and data["policy"] == "police"
+    assert data["total_s"] > 20 and data["drops"] > 0
+
+
+def test_units_kib_and_shape_queue(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "flow",
+        "--size",
+        "100KiB",
+        "--rtt",
+        "0.1",
+        "--shape",
+        "1mbit",
+        "--burst",
+        "4KB",
+        "--queue",
+        "32KiB",
+        "--tls",
+        "none",
+        "--cc",
+        "reno",
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["size_bytes"] == 102_400 and data["queue_bytes"] == 32_768
+    assert data["rtt_s"] == 0.1 and data["cc"] == "reno" and data["tls"] == "none"
+
+
+def test_no_policy_when_neither_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "flow", "--size", "50KB", "--json")
+    assert code == 0
+    assert json.loads(out)["policy"] is None
+
+
+def test_table_shows_the_slowdown(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "flow", "--police", "140kbit", "--burst", "16KB")
+    assert code == 0
+    assert "police 140kbit, 16KB bucket" in out
+    assert "no policy" in out and "slowdown:" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--police", "140kbps", "--burst", "16KB"], "--police = '140kbps'"),
+        (["--police", "140kbit"], "--police needs --burst"),
+        (["--police", "1mbit", "--shape", "1mbit", "--burst", "1KB"], "not both"),
+        (["--size", "lots"], "--size = 'lots'"),
+        (["--rtt", "5 parsecs"], "--rtt"),
+        (["--loss", "1.5"], "--loss"),
+        (["--burst", "16KB"], "need --police or --shape"),
+        (["--police", "1mbit", "--burst", "1KB", "--queue", "1KB"], "--shape only"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "flow", *args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_console_script_and_module_entry_point() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "throttle_lab", "flow", "--size", "10KB", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "ok"
