@@ -44,32 +44,30 @@ def test_policer_drops_over_rate_as_in_the_2021_report() -> None:
 
 
 def test_shaper_delays_instead_of_dropping() -> None:
-    shaper: Shaper[int] = Shaper(rate_bps=8000, burst_bytes=1000, queue_bytes=10_000)
-    verdicts = [shaper.offer(i, 500, now=0.0) for i in range(5)]
+    shaper = Shaper(rate_bps=8000, burst_bytes=1000, queue_bytes=10_000)
+    departures = [shaper.admit(500, now=0.0) for _ in range(5)]
     # Two leave on the burst, the rest wait: one every 0.5 s (500 bytes at 1000 bytes/s).
-    assert verdicts == ["sent", "sent", "queued", "queued", "queued"]
-    assert shaper.get_timer() == pytest.approx(0.5)
-    departures = list(shaper.release(now=10.0))
-    assert [t for t, _ in departures] == pytest.approx([0.5, 1.0, 1.5])
-    assert [item for _, item in departures] == [2, 3, 4]
-    assert shaper.get_timer() is None
+    assert departures == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.5])
+    assert shaper.queued_bytes(now=0.0) == 1500
+    assert shaper.queued_bytes(now=1.0) == 500
+    assert shaper.dropped_packets == 0
 
 
 def test_shaper_tail_drops_when_queue_full() -> None:
-    shaper: Shaper[int] = Shaper(rate_bps=8000, burst_bytes=1000, queue_bytes=1000)
-    verdicts = [shaper.offer(i, 500, now=0.0) for i in range(6)]
+    shaper = Shaper(rate_bps=8000, burst_bytes=1000, queue_bytes=1000)
+    departures = [shaper.admit(500, now=0.0) for _ in range(6)]
     # Two leave on the burst; the queue then holds 1000 bytes; the rest is dropped.
-    assert verdicts == ["sent", "sent", "queued", "queued", "dropped", "dropped"]
-    assert shaper.dropped_packets == 2
-    assert list(shaper.release(now=0.0)) == []  # the queued ones wait for tokens
-    assert shaper.offer(9, 5000, now=0.0) == "dropped"  # larger than the bucket
+    assert departures == pytest.approx([0.0, 0.0, 0.5, 1.0, None, None])
+    assert shaper.dropped_packets == 2 and shaper.dropped_bytes == 1000
+    assert shaper.admit(5000, now=0.0) is None  # larger than the bucket: never conforms
+    assert shaper.admit(500, now=0.5) == pytest.approx(1.5)  # room again once one left
 
 
-def test_shaper_late_wakeup_keeps_exact_schedule() -> None:
-    shaper: Shaper[int] = Shaper(rate_bps=8000, burst_bytes=500, queue_bytes=10_000)
-    for i in range(3):
-        shaper.offer(i, 500, now=1.0)
-    assert [t for t, _ in shaper.release(now=100.0)] == pytest.approx([1.5, 2.0])
+def test_shaper_idle_refill_then_burst() -> None:
+    shaper = Shaper(rate_bps=8000, burst_bytes=500, queue_bytes=10_000)
+    assert shaper.admit(500, now=0.0) == 0.0
+    assert shaper.admit(500, now=10.0) == 10.0  # the bucket refilled while idle
+    assert shaper.admit(500, now=10.0) == pytest.approx(10.5)
 
 
 @settings(max_examples=200, deadline=None)
@@ -109,19 +107,15 @@ def test_policer_never_passes_more_than_burst_plus_rate_times_t(
     sizes=st.lists(st.integers(min_value=40, max_value=1500), min_size=1, max_size=100),
 )
 def test_shaper_output_conforms_and_keeps_order(rate: float, burst: int, sizes: list[int]) -> None:
-    shaper: Shaper[int] = Shaper(rate, burst, queue_bytes=10**9)
-    out: list[tuple[float, int]] = []
+    shaper = Shaper(rate, burst, queue_bytes=10**9)
+    departures = []
     for i, size in enumerate(sizes):
-        now = i * 0.001
-        out.extend(shaper.release(now=now))
-        verdict = shaper.offer(i, size, now=now)
-        assert verdict != "dropped"
-        if verdict == "sent":
-            out.append((now, i))
-    out.extend(shaper.release(now=1e9))
-    assert [item for _, item in out] == list(range(len(sizes)))
-    for i in range(len(out)):
+        departure = shaper.admit(size, now=i * 0.001)
+        assert departure is not None and departure >= i * 0.001
+        departures.append(departure)
+    assert departures == sorted(departures)
+    for i in range(len(sizes)):
         total = 0
-        for j in range(i, len(out)):
-            total += sizes[out[j][1]]
-            assert total <= burst + rate / 8 * (out[j][0] - out[i][0]) + 1e-6
+        for j in range(i, len(sizes)):
+            total += sizes[j]
+            assert total <= burst + rate / 8 * (departures[j] - departures[i]) + 1e-6

@@ -12,14 +12,8 @@ Sans-I/O: every time-dependent call takes ``now`` (seconds, any monotonic origin
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
 
-__all__ = ["Policer", "Shaper", "ShaperVerdict", "TokenBucket"]
-
-T = TypeVar("T")
-ShaperVerdict = Literal["sent", "queued", "dropped"]
+__all__ = ["Policer", "Shaper", "TokenBucket"]
 
 
 class TokenBucket:
@@ -58,8 +52,8 @@ class TokenBucket:
         return False
 
     def take(self, size: int, *, now: float) -> None:
-        """Take ``size`` tokens unconditionally (a shaper's departure at the time
-        ``time_until`` named; float rounding there must not turn into a free pass)."""
+        """Take ``size`` tokens unconditionally: a shaper's departure at the time
+        ``time_until`` named (float rounding there must not turn into a free pass)."""
         self.tokens(now=now)
         self._tokens -= size
 
@@ -95,81 +89,51 @@ class Policer:
         return False
 
 
-@dataclass(slots=True)
-class _Queued(Generic[T]):
-    item: T
-    size: int
-    arrival: float
+class Shaper:
+    """A token bucket in front of a FIFO of at most ``queue_bytes`` waiting bytes (``tbf``).
 
-
-@dataclass(slots=True)
-class Shaper(Generic[T]):
-    """A token bucket with a FIFO of at most ``queue_bytes`` waiting bytes (like ``tbf``).
-
-    ``offer()`` an item; it either leaves at once, waits, or is dropped when the queue
-    is full (``queue_bytes`` counts only what waits). The driver asks ``get_timer()`` when the head may leave and calls
-    ``release(now=...)`` then, which yields the items that leave, each with its own exact
-    departure time (so a driver that wakes late does not compress the schedule).
+    In a FIFO behind a token bucket, each packet's departure time is fixed the moment it
+    arrives: ``max(arrival, previous departure)`` plus the wait for its tokens. So
+    ``admit()`` returns that time at once and keeps no packets: a driver in virtual time
+    schedules the delivery, a real relay holds the packet until then. ``queue_bytes``
+    counts only bytes still waiting, as ``tbf``'s ``limit`` does.
     """
 
-    rate_bps: float
-    burst_bytes: int
-    queue_bytes: int
-    now: float = 0.0
-    bucket: TokenBucket = field(init=False)
-    queued_bytes: int = field(init=False, default=0)
-    dropped_packets: int = field(init=False, default=0)
-    dropped_bytes: int = field(init=False, default=0)
-    _queue: deque[_Queued[T]] = field(init=False, default_factory=deque)
-    _last_departure: float = field(init=False, default=float("-inf"))
+    __slots__ = ("_waiting", "bucket", "dropped_bytes", "dropped_packets", "queue_bytes")
 
-    def __post_init__(self) -> None:
-        if self.queue_bytes < 0:
-            raise ValueError(f"queue_bytes must be >= 0, got {self.queue_bytes!r}")
-        self.bucket = TokenBucket(self.rate_bps, self.burst_bytes, now=self.now)
+    def __init__(
+        self, rate_bps: float, burst_bytes: int, queue_bytes: int, *, now: float = 0.0
+    ) -> None:
+        if queue_bytes < 0:
+            raise ValueError(f"queue_bytes must be >= 0, got {queue_bytes!r}")
+        self.bucket = TokenBucket(rate_bps, burst_bytes, now=now)
+        self.queue_bytes = int(queue_bytes)
+        self.dropped_packets = 0
+        self.dropped_bytes = 0
+        self._waiting: deque[tuple[float, int]] = deque()  # (departure, size), in order
 
-    def offer(self, item: T, size: int, *, now: float) -> ShaperVerdict:
-        """Offer ``item`` of ``size`` bytes at ``now``.
+    @property
+    def last_departure(self) -> float:
+        return self._waiting[-1][0] if self._waiting else float("-inf")
 
-        ``"sent"``: it conforms and leaves now (the driver forwards it at once);
-        ``"queued"``: it waits, and ``release()`` will yield it; ``"dropped"``: the queue
-        is full, or the item is larger than the bucket and could never conform.
-        """
-        if size > self.bucket.burst_bytes:
-            verdict: ShaperVerdict = "dropped"
-        elif not self._queue and self.bucket.try_consume(size, now=now):
-            self._last_departure = now
-            return "sent"
-        elif self.queued_bytes + size <= self.queue_bytes:
-            self._queue.append(_Queued(item, size, now))
-            self.queued_bytes += size
-            return "queued"
-        else:
-            verdict = "dropped"
+    def queued_bytes(self, *, now: float) -> int:
+        """Bytes admitted but not yet departed at ``now``."""
+        while self._waiting and self._waiting[0][0] <= now:
+            self._waiting.popleft()
+        return sum(size for _, size in self._waiting)
+
+    def admit(self, size: int, *, now: float) -> float | None:
+        """Departure time of a packet of ``size`` bytes arriving at ``now``; None: dropped
+        (the queue is full, or the packet is larger than the bucket and never conforms)."""
+        waiting = self.queued_bytes(now=now)
+        if size <= self.bucket.burst_bytes:
+            start = max(now, self.last_departure)
+            departure = start + self.bucket.time_until(size, now=start)
+            if departure <= now or waiting + size <= self.queue_bytes:
+                self.bucket.take(size, now=departure)
+                if departure > now:
+                    self._waiting.append((departure, size))
+                return departure
         self.dropped_packets += 1
         self.dropped_bytes += size
-        return verdict
-
-    def _head_departure(self) -> float:
-        head = self._queue[0]
-        t = max(head.arrival, self._last_departure)
-        return t + self.bucket.time_until(head.size, now=t)
-
-    def get_timer(self) -> float | None:
-        """When the head of the queue may leave (``None`` when the queue is empty)."""
-        return self._head_departure() if self._queue else None
-
-    def release(self, *, now: float) -> Iterator[tuple[float, T]]:
-        """Yield ``(departure_time, item)`` for every item that may leave by ``now``."""
-        while self._queue:
-            ready_at = self._head_departure()
-            if ready_at > now:
-                return
-            head = self._queue.popleft()
-            self.bucket.take(head.size, now=ready_at)
-            self.queued_bytes -= head.size
-            self._last_departure = ready_at
-            yield ready_at, head.item
-
-    def __len__(self) -> int:
-        return len(self._queue)
+        return None

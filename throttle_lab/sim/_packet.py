@@ -319,8 +319,7 @@ class _Link:
         self.queue_limit = spec.access_queue_bytes or max(64_000, int(bdp))
         self.link_free_at = 0.0
         self.policer: Policer | None = None
-        self.shaper: Shaper[_Packet] | None = None
-        self._release_at: float | None = None
+        self.shaper: Shaper | None = None
         throttle = spec.throttle
         if throttle is not None and throttle.directions in ("both", "up" if up else "down"):
             if throttle.kind == "police":
@@ -335,30 +334,14 @@ class _Link:
                 self.sim.drops += 1
                 return
         elif self.shaper is not None:
-            verdict = self.shaper.offer(pkt, size, now=now)
-            if verdict == "dropped":
+            departure = self.shaper.admit(size, now=now)
+            if departure is None:
                 self.sim.drops += 1
-            elif verdict == "queued":
-                self._schedule_release()
-            if verdict != "sent":
+                return
+            if departure > now:
+                self.sim.at(departure, lambda t: self._access(pkt, t))
                 return
         self._access(pkt, now)
-
-    def _schedule_release(self) -> None:
-        assert self.shaper is not None
-        when = self.shaper.get_timer()
-        if when is not None and when != self._release_at:
-            self._release_at = when
-            self.sim.at(when, self._release)
-
-    def _release(self, now: float) -> None:
-        assert self.shaper is not None
-        if self._release_at != now:
-            return
-        self._release_at = None
-        for departed, pkt in self.shaper.release(now=now):
-            self._access(pkt, departed)
-        self._schedule_release()
 
     def _access(self, pkt: _Packet, now: float) -> None:
         sim = self.sim
