@@ -63,7 +63,7 @@ def _split(text: str | int | float, what: str, examples: str) -> tuple[float, st
             raise UnitError(f"expected {what} such as {examples}", value=text)
         value, unit = float(match["num"]), match["unit"].lower()
     if not math.isfinite(value) or value < 0:
-        raise UnitError(f"expected a finite, non-negative {what}", value=text)
+        raise UnitError(f"expected {what} that is finite and not negative", value=text)
     return value, unit
 
 
@@ -101,7 +101,7 @@ def format_rate(rate_bps: float) -> str:
     """140000.0 → ``'140kbit'`` (for tables and plot labels)."""
     for unit, scale in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
         if rate_bps >= scale:
-            return f"{rate_bps / scale:.4g}{unit}"
+            return f"{rate_bps / scale:.3g}{unit}"
     return f"{rate_bps:g}bit"
 
 
@@ -109,5 +109,5 @@ def format_size(size_bytes: float) -> str:
     """400000 → ``'400KB'`` (1000-based, as the CLI reads it)."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if size_bytes >= scale:
-            return f"{size_bytes / scale:.4g}{unit}"
+            return f"{size_bytes / scale:.3g}{unit}"
     return f"{size_bytes:g}B"

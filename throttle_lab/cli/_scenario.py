@@ -1,0 +1,48 @@
+"""``throttle-lab validate`` and ``throttle-lab schema``: scenario files from the shell.
+
+``validate`` checks every file given (it does not stop at the first bad one) and prints
+``FILE: ok (N classes, M policies, K changes)`` or one line per problem, then exits 2 if
+any file failed, so that it can gate CI or a pre-commit hook. ``schema`` prints the JSON
+Schema of scenario files for editors (e.g. taplo's ``#:schema`` directive).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from throttle_lab.cli import cli
+from throttle_lab.errors import ScenarioError
+from throttle_lab.scenario import load_scenario, scenario_json_schema
+
+SET_HELP = (
+    "Override a key before validating, e.g. --set population.subscribers=1000 or "
+    "--set policies[0].action.rate=150kbit (repeatable)."
+)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check scenario files: one line per file, or one line per problem."""
+    failed = False
+    for file in files:
+        try:
+            scenario = load_scenario(file, overrides)
+        except ScenarioError as error:
+            # Problems go to stderr, one per line, each already naming its file.
+            click.echo(str(error), err=True)
+            failed = True
+        else:
+            click.echo(f"{file}: ok ({scenario.summary()})")
+    if failed:
+        sys.exit(2)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (with a description for every key)."""
+    click.echo(json.dumps(scenario_json_schema(), indent=2))

@@ -1,0 +1,383 @@
+"""What a censor's policy says, evaluated the same way by every engine.
+
+A :class:`Policy` answers one question: *what happens to this connection, opened by this
+subscriber at this time, carrying this SNI (to this destination)?* The simulator, the
+emulators and the probes' analysis all ask it through :meth:`Policy.decide` or
+:meth:`PolicySet.decide`, so that a simulated run, an emulated run and a live measurement
+are judged by one model.
+
+Three things vary independently:
+
+- *coverage*: which subscribers sit behind a censoring box, per device class (all of
+  mobile, "50 % of non-mobile"), and when. Selection is a pure function of (seed, policy
+  name, unit key) through a stable hash, never Python's ``hash()`` or global random, so
+  the same scenario and seed cover the same subscribers in every process and engine;
+- *match*: the SNI rules (and optional destination prefixes), which change over time
+  (the 2021 ``*t.co*`` substring rule was dropped on 11 March);
+- *action*: police, shape, reset, blackhole or none, which may escalate over time.
+
+Sans-I/O: every time-dependent call takes ``now=`` in seconds since the scenario start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from throttle_lab.core._coverage import (
+    Coverage,
+    CoverageTable,
+    CoverageUnit,
+    Subscriber,
+    build_coverage_table,
+    selection_draw,
+)
+from throttle_lab.core._sni import RuleSet
+
+__all__ = [
+    "NO_ACTION",
+    "Action",
+    "ActionKind",
+    "Decision",
+    "InspectionConfig",
+    "Policy",
+    "PolicyChange",
+    "PolicySet",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+BoolArray = npt.NDArray[np.bool_]
+
+
+class ActionKind(StrEnum):
+    """What the device does to a matching connection."""
+
+    POLICE = "police"  # token bucket, excess dropped (what Russia did in 2021)
+    SHAPE = "shape"  # token bucket, excess queued (delay, drops only when the queue is full)
+    RESET = "reset"  # connection reset (the usual blocking escalation)
+    BLACKHOLE = "blackhole"  # every packet dropped, the connection times out
+    NONE = "none"  # pass untouched
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What to do to a matching connection, with its bucket parameters.
+
+    Upload and download are policed (or shaped) *independently*: each direction gets its
+    own token bucket of ``rate_bps`` and ``burst_bytes`` (Xue et al. saw both directions
+    limited to about the same rate, each on its own). The action applies to both
+    directions of the connection. ``queue_bytes`` is the shaper's queue, per direction.
+    """
+
+    kind: ActionKind
+    rate_bps: float | None = None
+    burst_bytes: int | None = None
+    queue_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ActionKind(self.kind))
+        bucketed = self.kind in (ActionKind.POLICE, ActionKind.SHAPE)
+        if bucketed and (self.rate_bps is None or self.rate_bps <= 0):
+            raise ValueError(f"{self.kind} needs a positive rate_bps, got {self.rate_bps!r}")
+        if bucketed and (self.burst_bytes is None or self.burst_bytes <= 0):
+            raise ValueError(f"{self.kind} needs a positive burst_bytes, got {self.burst_bytes!r}")
+        if self.kind is ActionKind.SHAPE and (self.queue_bytes is None or self.queue_bytes < 0):
+            raise ValueError(f"shape needs queue_bytes >= 0, got {self.queue_bytes!r}")
+        if not bucketed and (self.rate_bps, self.burst_bytes) != (None, None):
+            raise ValueError(f"{self.kind} takes no rate_bps or burst_bytes")
+        if self.kind is not ActionKind.SHAPE and self.queue_bytes is not None:
+            raise ValueError(f"{self.kind} takes no queue_bytes (only shape queues)")
+
+    @property
+    def throttles(self) -> bool:
+        """True for police and shape: the connection lives on, slowly."""
+        return self.kind in (ActionKind.POLICE, ActionKind.SHAPE)
+
+    def __str__(self) -> str:
+        if not self.throttles:
+            return str(self.kind)
+        text = f"{self.kind} {self.rate_bps:g}bit/s burst {self.burst_bytes}B"
+        return text + (f" queue {self.queue_bytes}B" if self.kind is ActionKind.SHAPE else "")
+
+
+NO_ACTION = Action(ActionKind.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """From ``at_s`` on, replace the rules and/or the action (``None`` keeps the old one)."""
+
+    at_s: float
+    rules: RuleSet | None = None
+    action: Action | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one connection.
+
+    ``policy`` and ``rule`` name what matched (``None`` when nothing did; ``rule`` is the
+    compact rule text such as ``'*.twimg.com'``, or ``'dst 203.0.113.0/24'``).
+    ``covered`` says whether the subscriber was behind a censoring box at that time,
+    which separates "not throttled because not covered" from "covered, but this SNI is
+    not targeted" (the control traffic).
+    """
+
+    action: Action
+    policy: str | None = None
+    rule: str | None = None
+    covered: bool = False
+
+    @property
+    def throttled(self) -> bool:
+        return self.action.throttles
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionConfig:
+    """How the device inspects a connection (the per-flow state machine reads this).
+
+    Defaults follow Xue et al. (IMC 2021): flows idle for about 10 minutes are forgotten;
+    after a first packet that is not a triggering ClientHello the device looks at 15-20
+    more packets; an unparseable first packet of 101 bytes or more ends inspection; both
+    directions are inspected. ``extra_inspection_packets = 0`` inspects only the first.
+    """
+
+    idle_timeout_s: float = 600.0
+    extra_inspection_packets: int = 15
+    unparseable_limit_bytes: int = 101
+    inspect_both_directions: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be positive, got {self.idle_timeout_s!r}")
+        if self.extra_inspection_packets < 0:
+            raise ValueError("extra_inspection_packets must be >= 0")
+        if self.unparseable_limit_bytes <= 0:
+            raise ValueError("unparseable_limit_bytes must be positive")
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """One censor policy: its coverage per device class, its rules and action over time.
+
+    A flow *matches* when its SNI matches a rule **or**, when ``destinations`` are given,
+    its destination address lies in one of them. OR, not AND: a destination list is a
+    second, independent trigger (for flows without a usable SNI, or IP-listed services),
+    as registry-based blocking works; narrowing rules to some destinations is not what
+    any observed device did, and the 2021 throttling was SNI-only (the default: none).
+
+    ``network_marks`` (network name -> has a box) come from the scenario's explicit
+    ``tspu = true/false``: with ``unit = "network"`` a mark wins over the hash, so that a
+    scenario can name exactly which fixed-line networks were throttled.
+    """
+
+    name: str
+    rules: RuleSet
+    action: Action
+    coverage: Mapping[str, Coverage]
+    changes: Sequence[PolicyChange] = ()
+    destinations: Sequence[IPNetwork] = ()
+    seed: int = 0
+    network_marks: Mapping[str, bool] = field(default_factory=dict)
+    _times: list[float] = field(init=False, repr=False)
+    _rules_by_epoch: list[RuleSet] = field(init=False, repr=False)
+    _action_by_epoch: list[Action] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        changes = tuple(self.changes)
+        times = [c.at_s for c in changes]
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError(f"policy {self.name!r}: change times must increase, got {times}")
+        # Epoch i holds from changes[i-1].at_s (or -inf) up to changes[i].at_s.
+        rules, action = [self.rules], [self.action]
+        for change in changes:
+            rules.append(change.rules if change.rules is not None else rules[-1])
+            action.append(change.action if change.action is not None else action[-1])
+        object.__setattr__(self, "changes", changes)
+        object.__setattr__(self, "destinations", tuple(self.destinations))
+        object.__setattr__(self, "coverage", dict(self.coverage))
+        object.__setattr__(self, "network_marks", dict(self.network_marks))
+        object.__setattr__(self, "_times", times)
+        object.__setattr__(self, "_rules_by_epoch", rules)
+        object.__setattr__(self, "_action_by_epoch", action)
+
+    def rules_at(self, *, now: float) -> RuleSet:
+        """The SNI rules in force at ``now`` (a change applies from its ``at_s`` on)."""
+        return self._rules_by_epoch[bisect.bisect_right(self._times, now)]
+
+    def action_at(self, *, now: float) -> Action:
+        """The action in force at ``now``."""
+        return self._action_by_epoch[bisect.bisect_right(self._times, now)]
+
+    def epochs(self) -> list[tuple[float, float, RuleSet, Action]]:
+        """``(from_s, until_s, rules, action)`` for each stretch between changes.
+
+        For vectorised engines: match each distinct SNI once per epoch, then select
+        loads by time with numpy, instead of calling :meth:`decide` per load.
+        """
+        bounds = [-math.inf, *self._times, math.inf]
+        return [
+            (bounds[i], bounds[i + 1], self._rules_by_epoch[i], self._action_by_epoch[i])
+            for i in range(len(self._rules_by_epoch))
+        ]
+
+    def _network_selected(self, network: str, coverage: Coverage) -> bool:
+        mark = self.network_marks.get(network)
+        if mark is not None:
+            return mark
+        return selection_draw(self.seed, self.name, f"network:{network}") < coverage.fraction
+
+    def is_selected(self, subscriber: Subscriber) -> bool:
+        """Whether the subscriber is ever covered (the time-independent part)."""
+        coverage = self.coverage.get(subscriber.device_class)
+        if coverage is None:
+            return False
+        if coverage.unit is CoverageUnit.NETWORK:
+            return self._network_selected(subscriber.network, coverage)
+        draw = selection_draw(self.seed, self.name, coverage.unit_key(subscriber))
+        return draw < coverage.fraction
+
+    def covers(self, subscriber: Subscriber, *, now: float) -> bool:
+        """Whether the subscriber sits behind this policy's box at ``now``."""
+        coverage = self.coverage.get(subscriber.device_class)
+        return coverage is not None and coverage.active_at(now=now) and self.is_selected(subscriber)
+
+    def match(
+        self, sni: str | None, *, now: float, dst: IPAddress | str | None = None
+    ) -> str | None:
+        """The text of the matching rule (or ``'dst <prefix>'``) at ``now``, else None."""
+        rule = self.rules_at(now=now).match(sni)
+        if rule is not None:
+            return str(rule)
+        if dst is not None and self.destinations:
+            address = ipaddress.ip_address(dst)
+            for network in self.destinations:
+                if address in network:
+                    return f"dst {network}"
+        return None
+
+    def decide(
+        self,
+        sni: str | None,
+        subscriber: Subscriber,
+        *,
+        now: float,
+        dst: IPAddress | str | None = None,
+    ) -> Decision:
+        """Action for a connection; NONE unless covered and matching."""
+        if not self.covers(subscriber, now=now):
+            return Decision(NO_ACTION)
+        rule = self.match(sni, now=now, dst=dst)
+        if rule is None:
+            return Decision(NO_ACTION, covered=True)
+        return Decision(self.action_at(now=now), self.name, rule, covered=True)
+
+    def change_times(self) -> list[tuple[float, str]]:
+        """Moments worth marking on a plot: coverage starting/ending, rule/action changes."""
+        marks: list[tuple[float, str]] = []
+        for class_name, cov in self.coverage.items():
+            if cov.start_s is not None:
+                marks.append((cov.start_s, f"{self.name}: {class_name} covered"))
+            if cov.end_s is not None:
+                marks.append((cov.end_s, f"{self.name}: {class_name} lifted"))
+        for change in self.changes:
+            what = change.label or ", ".join(
+                part
+                for part, changed in (
+                    ("rules changed", change.rules is not None),
+                    (f"action {change.action}", change.action is not None),
+                )
+                if changed
+            )
+            marks.append((change.at_s, f"{self.name}: {what}"))
+        return sorted(marks, key=lambda mark: mark[0])
+
+    def coverage_table(
+        self,
+        ids: npt.ArrayLike,
+        device_classes: npt.ArrayLike,
+        networks: npt.ArrayLike,
+        addresses: npt.ArrayLike | None = None,
+    ) -> CoverageTable:
+        """Coverage of many subscribers at once, as arrays (see :class:`CoverageTable`)."""
+        return build_coverage_table(
+            self.name,
+            self.seed,
+            self.coverage,
+            self.network_marks,
+            ids,
+            device_classes,
+            networks,
+            addresses,
+        )
+
+    def covered_mask(
+        self,
+        ids: npt.ArrayLike,
+        device_classes: npt.ArrayLike,
+        networks: npt.ArrayLike,
+        addresses: npt.ArrayLike | None = None,
+        *,
+        now: float,
+    ) -> BoolArray:
+        """Which of many subscribers are covered at ``now``."""
+        return self.coverage_table(ids, device_classes, networks, addresses).covered_at(now)
+
+
+class PolicySet:
+    """Several policies, evaluated in order: the first that covers and matches wins.
+
+    A policy whose action is NONE still wins when it matches, so an earlier policy can
+    carve out an exception. No match anywhere gives :data:`NO_ACTION`.
+    """
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.policies: tuple[Policy, ...] = tuple(policies)
+        names = [p.name for p in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError(f"policy names must be unique, got {names}")
+
+    def decide(
+        self,
+        sni: str | None,
+        subscriber: Subscriber,
+        *,
+        now: float,
+        dst: IPAddress | str | None = None,
+    ) -> Decision:
+        """``covered`` in the answer: covered by *any* policy at ``now``."""
+        covered = False
+        for policy in self.policies:
+            decision = policy.decide(sni, subscriber, now=now, dst=dst)
+            if decision.policy is not None:
+                return decision
+            covered = covered or decision.covered
+        return Decision(NO_ACTION, covered=covered)
+
+    def change_times(self) -> list[tuple[float, str]]:
+        """All policies' marks, in time order."""
+        marks = [mark for policy in self.policies for mark in policy.change_times()]
+        return sorted(marks, key=lambda mark: mark[0])
+
+    def __getitem__(self, name: str) -> Policy:
+        for policy in self.policies:
+            if policy.name == name:
+                return policy
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self.policies)
+
+    def __len__(self) -> int:
+        return len(self.policies)
