@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/throttle-lab demo
+	$(BIN)/throttle-lab run scenarios/russia-twitter-2021.toml --out results/russia-twitter-2021
 
 lint: $(STAMP)
 	$(BIN)/ruff check throttle_lab tests benchmarks

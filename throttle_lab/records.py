@@ -56,6 +56,7 @@ class LoadRecord:
     action: str  # police | shape | reset | blackhole | none
     outcome: str = Outcome.OK.value
     source: str = Source.SIMULATED.value
+    media: str = ""  # the scenario's name for this media (kinds repeat: twitter vs control photos)
     policy: str = ""  # name of the policy that matched, "" for none
     rule: str = ""  # the rule that matched, "" for none
     bytes_received: int = -1  # -1: not measured (simulation: equals size_bytes when ok)

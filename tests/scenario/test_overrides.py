@@ -95,4 +95,4 @@ def test_cli_set_flag(capsys: pytest.CaptureFixture[str]):
 
 def test_read_toml_gives_the_raw_document_overrides_work_on():
     raw = read_toml(DEFAULT)
-    assert raw["population"]["subscribers"] == 10_000
+    assert raw["population"]["subscribers"] == 2_000

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from throttle_lab.core import Policer, Shaper
+from throttle_lab.core import Action, ActionKind, Policer, Shaper
 from throttle_lab.core._congestion import make_congestion_control
 from throttle_lab.core._tcp import HEADER_BYTES, MSS_BYTES, SYN_BYTES, Receiver, Sender
 
@@ -54,6 +54,18 @@ class Throttle:
     burst_bytes: int
     queue_bytes: int = 64_000  # shaper only: bytes that may wait for tokens
     directions: Literal["down", "up", "both"] = "both"
+
+    @classmethod
+    def from_action(cls, action: Action) -> Throttle | None:
+        """The policy action as a throttle; None for actions without a bucket."""
+        if action.rate_bps is None or action.burst_bytes is None:
+            return None
+        if action.kind is ActionKind.POLICE:
+            return cls("police", action.rate_bps, action.burst_bytes)
+        if action.kind is ActionKind.SHAPE:
+            queue = action.queue_bytes if action.queue_bytes is not None else 64_000
+            return cls("shape", action.rate_bps, action.burst_bytes, queue)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``throttle-lab demo``: what the default scenario's policy does to a typical load.
+"""``throttle-lab typical``: what a scenario's policy does to one typical load.
 
 For each device class and media kind of the scenario, one typical load (median size,
 median RTT and access rate of the class) runs through the packet-level model three
@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from throttle_lab.cli import cli
-from throttle_lab.core import ActionKind, Distribution, Subscriber
+from throttle_lab.core import Distribution, Subscriber
 from throttle_lab.scenario import Scenario, load_scenario
 from throttle_lab.sim import FlowSpec, Throttle, simulate_flow
 from throttle_lab.units import format_rate, format_size
@@ -32,21 +32,15 @@ def _first_throttle(scenario: Scenario) -> Throttle | None:
     """The first bucketed action of the scenario's policies (initial or after a change)."""
     for policy in scenario.policies:
         for at_s, _label in [(0.0, ""), *policy.change_times()]:
-            action = policy.action_at(now=at_s)
-            if action.kind in (ActionKind.POLICE, ActionKind.SHAPE):
-                assert action.rate_bps is not None and action.burst_bytes is not None
-                return Throttle(
-                    "police" if action.kind is ActionKind.POLICE else "shape",
-                    action.rate_bps,
-                    action.burst_bytes,
-                    action.queue_bytes or SHAPER_QUEUE_BYTES,
-                )
+            throttle = Throttle.from_action(policy.action_at(now=at_s))
+            if throttle is not None:
+                return throttle
     return None
 
 
 @cli.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=Path))
-def demo(scenario: Path | None) -> None:
+def typical(scenario: Path | None) -> None:
     """Typical media loads of each device class through the scenario's policy."""
     loaded = load_scenario(scenario or DEFAULT_SCENARIO)
     throttle = _first_throttle(loaded)

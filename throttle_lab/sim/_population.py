@@ -1,0 +1,164 @@
+"""Subscribers and their media loads, drawn from a scenario as columns of numpy arrays.
+
+Everything is vectorised (one numpy call per column, not one Python call per subscriber
+or load) and seeded: the same scenario and seed give the same arrays, bit for bit. Each
+part draws from its own child of the seed (``SeedSequence.spawn``) so that adding a media
+kind does not reshuffle the population.
+
+Subscriber addresses exist only so that per-prefix coverage has something to hash: each
+network gets a /16 of 10.0.0.0/8 (never used on any wire).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from throttle_lab.scenario import Scenario
+
+__all__ = ["Loads", "Population", "build_loads", "build_population", "seed_streams"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+SECONDS_PER_DAY = 86_400.0
+
+
+def seed_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for the population and the workload."""
+    population, workload = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(population), np.random.default_rng(workload)
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """One row per subscriber. Class and network are codes into the name tuples."""
+
+    class_names: tuple[str, ...]
+    network_names: tuple[str, ...]
+    device_class: npt.NDArray[np.int16]
+    network: npt.NDArray[np.int16]
+    address: npt.NDArray[np.uint32]
+    down_bps: FloatArray
+    up_bps: FloatArray
+    rtt_s: FloatArray
+    loss: FloatArray
+    splits_hello: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.device_class)
+
+    @property
+    def ids(self) -> IntArray:
+        return np.arange(len(self), dtype=np.int64)
+
+
+def build_population(scenario: Scenario, rng: np.random.Generator) -> Population:
+    """Draw ``scenario.subscribers`` subscribers: class, network, address and access link."""
+    count = scenario.subscribers
+    class_names = tuple(scenario.classes)
+    shares = np.array([scenario.classes[c].share for c in class_names])
+    device_class = rng.choice(len(class_names), size=count, p=shares / shares.sum()).astype(
+        np.int16
+    )
+    network_names = tuple(n.name for n in scenario.networks)
+    network = np.zeros(count, dtype=np.int16)
+    down, up, rtt, loss = (np.zeros(count) for _ in range(4))
+    splits = np.zeros(count, dtype=bool)
+    for code, name in enumerate(class_names):
+        rows = np.flatnonzero(device_class == code)
+        spec = scenario.classes[name]
+        nets = scenario.networks_of(name)
+        weights = np.array([n.share for n in nets])
+        picks = rng.choice(len(nets), size=len(rows), p=weights / weights.sum())
+        codes = np.array([network_names.index(n.name) for n in nets], dtype=np.int16)
+        network[rows] = codes[picks]
+        down[rows] = spec.down.sample(rng, len(rows))
+        up[rows] = spec.up.sample(rng, len(rows))
+        rtt[rows] = spec.rtt.sample(rng, len(rows))
+        loss[rows] = spec.loss.sample(rng, len(rows))
+        splits[rows] = rng.random(len(rows)) < spec.split_client_hello
+    # Addresses: network k owns 10.k.0.0/16; subscribers are numbered within it.
+    address = np.zeros(count, dtype=np.uint32)
+    for code in range(len(network_names)):
+        rows = np.flatnonzero(network == code)
+        base = (10 << 24) | ((code % 256) << 16)
+        address[rows] = base + 1 + (np.arange(len(rows)) % 65_534)
+    return Population(
+        class_names, network_names, device_class, network, address, down, up, rtt, loss, splits
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Loads:
+    """One row per media load, in start-time order."""
+
+    host_names: tuple[str, ...]
+    kind_names: tuple[str, ...]
+    media_names: tuple[str, ...]
+    subscriber: npt.NDArray[np.int32]
+    media: npt.NDArray[np.int16]
+    host: npt.NDArray[np.int16]
+    size_bytes: IntArray
+    start_s: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.subscriber)
+
+
+def _arrival_times(
+    rng: np.random.Generator, n: int, horizon_s: float, diurnal: tuple[float, ...] | None
+) -> FloatArray:
+    """Uniform over the horizon, or weighted by an hourly (24-value) profile."""
+    if diurnal is None:
+        return rng.uniform(0.0, horizon_s, n)
+    weights = np.asarray(diurnal, dtype=float)
+    days = max(1, int(np.ceil(horizon_s / SECONDS_PER_DAY)))
+    day = rng.integers(0, days, n)
+    hour = rng.choice(len(weights), size=n, p=weights / weights.sum())
+    seconds = (day * SECONDS_PER_DAY + hour * (SECONDS_PER_DAY / len(weights))) + rng.uniform(
+        0.0, SECONDS_PER_DAY / len(weights), n
+    )
+    # Resample the few that fall past the horizon's partial last day.
+    late = seconds >= horizon_s
+    seconds[late] = rng.uniform(0.0, horizon_s, int(late.sum()))
+    return seconds
+
+
+def build_loads(scenario: Scenario, population: Population, rng: np.random.Generator) -> Loads:
+    """Poisson request arrivals per subscriber and media kind over the horizon."""
+    host_names: list[str] = []
+    parts: list[tuple[npt.NDArray[np.int32], int, IntArray, IntArray, FloatArray]] = []
+    days = scenario.horizon_s / SECONDS_PER_DAY
+    for index, media in enumerate(scenario.media):
+        classes = [population.class_names.index(c) for c in media.classes]
+        eligible = np.flatnonzero(np.isin(population.device_class, classes)).astype(np.int32)
+        counts = rng.poisson(media.per_subscriber_per_day * days, size=len(eligible))
+        subscribers = np.repeat(eligible, counts)
+        n = len(subscribers)
+        weights = np.asarray(media.host_weights, dtype=float)
+        host_codes = []
+        for host in media.hosts:
+            if host not in host_names:
+                host_names.append(host)
+            host_codes.append(host_names.index(host))
+        hosts = np.asarray(host_codes, dtype=np.int64)[
+            rng.choice(len(weights), size=n, p=weights / weights.sum())
+        ]
+        sizes = np.maximum(1, np.rint(media.size.sample(rng, n))).astype(np.int64)
+        starts = _arrival_times(rng, n, scenario.horizon_s, media.diurnal)
+        parts.append((subscribers, index, hosts, sizes, starts))
+    start = np.concatenate([p[4] for p in parts]) if parts else np.zeros(0)
+    order = np.argsort(start, kind="stable")
+    media_codes = np.concatenate([np.full(len(p[0]), p[1], dtype=np.int16) for p in parts])
+    return Loads(
+        host_names=tuple(host_names),
+        kind_names=tuple(m.kind for m in scenario.media),
+        media_names=tuple(m.name for m in scenario.media),
+        subscriber=np.concatenate([p[0] for p in parts])[order],
+        media=media_codes[order],
+        host=np.concatenate([p[2] for p in parts]).astype(np.int16)[order],
+        size_bytes=np.concatenate([p[3] for p in parts])[order],
+        start_s=start[order],
+    )
