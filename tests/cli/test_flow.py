@@ -8,22 +8,11 @@ import sys
 
 import pytest
 
-from throttle_lab.cli import main
+from tests.cli.conftest import CliRun
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys,
+def test_json_contract(cli_run: CliRun) -> None:
+    code, out, _ = cli_run(
         "flow",
         "--size",
         "400KB",
@@ -44,9 +33,8 @@ def test_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["total_s"] > 20 and data["drops"] > 0
 
 
-def test_units_kib_and_shape_queue(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
-        capsys,
+def test_units_kib_and_shape_queue(cli_run: CliRun) -> None:
+    code, out, _ = cli_run(
         "flow",
         "--size",
         "100KiB",
@@ -70,14 +58,14 @@ def test_units_kib_and_shape_queue(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["rtt_s"] == 0.1 and data["cc"] == "reno" and data["tls"] == "none"
 
 
-def test_no_policy_when_neither_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "flow", "--size", "50KB", "--json")
+def test_no_policy_when_neither_flag(cli_run: CliRun) -> None:
+    code, out, _ = cli_run("flow", "--size", "50KB", "--json")
     assert code == 0
     assert json.loads(out)["policy"] is None
 
 
-def test_table_shows_the_slowdown(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "flow", "--police", "140kbit", "--burst", "16KB")
+def test_table_shows_the_slowdown(cli_run: CliRun) -> None:
+    code, out, _ = cli_run("flow", "--police", "140kbit", "--burst", "16KB")
     assert code == 0
     assert "police 140kbit, 16KB bucket" in out
     assert "no policy" in out and "slowdown:" in out
@@ -96,10 +84,8 @@ def test_table_shows_the_slowdown(capsys: pytest.CaptureFixture[str]) -> None:
         (["--police", "1mbit", "--burst", "1KB", "--queue", "1KB"], "--shape only"),
     ],
 )
-def test_bad_flags_give_one_line_and_exit_2(
-    capsys: pytest.CaptureFixture[str], args: list[str], message: str
-) -> None:
-    code, out, err = run(capsys, "flow", *args)
+def test_bad_flags_give_one_line_and_exit_2(cli_run: CliRun, args: list[str], message: str) -> None:
+    code, out, err = cli_run("flow", *args)
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()

@@ -98,6 +98,8 @@ class RunResult:
             & frame["throttled"]
             & frame["action"].isin(["police", "shape"])
         ]
+        media = pick[pick["kind"].isin(["photo", "video_segment"])]
+        pick = media if not media.empty else pick  # photos and videos tell the story
         if pick.empty:
             return None
         row = pick.iloc[len(pick) // 2]
@@ -119,12 +121,14 @@ class RunResult:
         )
 
     def write(self, out: Path) -> list[Path]:
-        """``loads.parquet`` and ``summary.json`` (and plots, when available) into ``out``."""
+        """``loads.parquet``, ``summary.json`` and the plots (PNG) into ``out``."""
+        from throttle_lab.plot import write_run_plots  # plot imports this module
+
         out.mkdir(parents=True, exist_ok=True)
         loads_path, summary_path = out / "loads.parquet", out / "summary.json"
         self.loads.to_parquet(loads_path, index=False)
         summary_path.write_text(json.dumps(self.summary, indent=2, default=_json_default) + "\n")
-        return [loads_path, summary_path]
+        return [loads_path, summary_path, *write_run_plots(self, out)]
 
 
 def _json_default(value: Any) -> Any:
