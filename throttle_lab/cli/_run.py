@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
 from throttle_lab.cli import cli
 from throttle_lab.scenario import load_scenario
-from throttle_lab.sim import ENGINES, RunResult, run_scenario
+from throttle_lab.sim import ENGINES
+
+if TYPE_CHECKING:
+    from throttle_lab.sim import RunResult
 
 
 def _table(result: RunResult) -> str:
@@ -53,6 +56,10 @@ def run(
     throttle-lab run scenarios/russia-twitter-2021.toml --out results/ru2021
     throttle-lab run scenarios/russia-twitter-2021.toml --set population.subscribers=20000
     """
+    from tqdm import tqdm  # heavy imports wait until a command needs them
+
+    from throttle_lab.sim import run_scenario
+
     loaded = load_scenario(scenario, overrides=overrides)
     out_dir = out or Path("results") / loaded.name
     with tqdm(

@@ -18,7 +18,14 @@ import numpy.typing as npt
 
 from throttle_lab.scenario import Scenario
 
-__all__ = ["Loads", "Population", "build_loads", "build_population", "seed_streams"]
+__all__ = [
+    "Loads",
+    "Population",
+    "build_loads",
+    "build_population",
+    "reference_sample",
+    "seed_streams",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -162,3 +169,29 @@ def build_loads(scenario: Scenario, population: Population, rng: np.random.Gener
         size_bytes=np.concatenate([p[3] for p in parts])[order],
         start_s=start[order],
     )
+
+
+def reference_sample(
+    scenario: Scenario, seed: int, n: int = 50_000
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Typical (size, rtt, down rate, loss) of the scenario's loads, drawn from its
+    distributions: the span of the flow model's grid for every engine, so that engines
+    share one calibration (and one cache) whatever loads they happen to draw."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    class_names = list(scenario.classes)
+    shares = np.array([scenario.classes[c].share for c in class_names])
+    picks = rng.choice(len(class_names), size=n, p=shares / shares.sum())
+    rtt, down, loss = np.zeros(n), np.zeros(n), np.zeros(n)
+    for code, name in enumerate(class_names):
+        rows = np.flatnonzero(picks == code)
+        spec = scenario.classes[name]
+        rtt[rows] = spec.rtt.sample(rng, len(rows))
+        down[rows] = spec.down.sample(rng, len(rows))
+        loss[rows] = spec.loss.sample(rng, len(rows))
+    rates = np.array([m.per_subscriber_per_day for m in scenario.media], dtype=float)
+    media = rng.choice(len(rates), size=n, p=rates / rates.sum()) if len(rates) else np.zeros(n)
+    size = np.ones(n)
+    for index, kind in enumerate(scenario.media):
+        rows = np.flatnonzero(media == index)
+        size[rows] = np.maximum(1.0, kind.size.sample(rng, len(rows)))
+    return size, rtt, down, loss

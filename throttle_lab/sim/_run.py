@@ -23,14 +23,14 @@ from throttle_lab import __version__
 from throttle_lab.analysis import summarise
 from throttle_lab.errors import ScenarioError
 from throttle_lab.scenario import Scenario
+from throttle_lab.sim import ENGINES
 from throttle_lab.sim._flowmodel import MODEL_VERSION, FlowModel, default_cache_dir
 from throttle_lab.sim._packet import FlowResult, FlowSpec, Throttle, simulate_flow
 from throttle_lab.sim._population import build_population, seed_streams
 from throttle_lab.sim._vector import run_vector
 
-__all__ = ["ENGINES", "RunResult", "run_scenario"]
+__all__ = ["RunResult", "run_scenario"]
 
-ENGINES = ("vector",)
 Progress = Callable[[str, float], None]
 
 

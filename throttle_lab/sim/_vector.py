@@ -15,15 +15,16 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from throttle_lab.records import COLUMNS, Outcome, Source
 from throttle_lab.scenario import Scenario
 from throttle_lab.sim._decide import ACTION_CODES, LoadDecisions, decide_loads
 from throttle_lab.sim._flowmodel import FlowModel, ThrottleConfig
+from throttle_lab.sim._frame import records_frame
 from throttle_lab.sim._population import (
     Loads,
     Population,
     build_loads,
     build_population,
+    reference_sample,
     seed_streams,
 )
 
@@ -35,11 +36,12 @@ Progress = Callable[[str, float], None]
 
 def _latencies(
     model: FlowModel,
+    reference: tuple[np.ndarray, ...],
     population: Population,
     loads: Loads,
     decisions: LoadDecisions,
     progress: Progress,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ttfb and total under the decided action, and the no-policy total, per load."""
     rows = loads.subscriber.astype(np.intp)
     size = loads.size_bytes.astype(float)
@@ -47,7 +49,7 @@ def _latencies(
     ttfb = np.full(len(loads), np.nan)
     total = np.full(len(loads), np.nan)
     progress("counterfactual (no policy)", 0.3)
-    cf_ttfb, cf_total = model.predict(ThrottleConfig(), size, rtt, down, loss)
+    cf_ttfb, cf_total = model.predict(ThrottleConfig(), size, rtt, down, loss, reference=reference)
     untouched = decisions.action == ACTION_CODES.index("none")
     ttfb[untouched], total[untouched] = cf_ttfb[untouched], cf_total[untouched]
     bucketed = np.isin(
@@ -68,13 +70,13 @@ def _latencies(
             axis=1,
         )
         ttfb[mask], total[mask] = model.predict(
-            config, size[mask], rtt[mask], down[mask], loss[mask]
+            config, size[mask], rtt[mask], down[mask], loss[mask], reference=reference
         )
     reset = decisions.action == ACTION_CODES.index("reset")
     total[reset] = rtt[reset]
     blackhole = decisions.action == ACTION_CODES.index("blackhole")
     total[blackhole] = BLACKHOLE_TIMEOUT_S
-    return ttfb, total, cf_total, cf_ttfb
+    return ttfb, total, cf_total
 
 
 def run_vector(
@@ -92,64 +94,9 @@ def run_vector(
     loads = build_loads(scenario, population, workload_rng)
     report("policy decisions", 0.2)
     decisions = decide_loads(scenario.policy_set(seed), population, loads)
-    ttfb, total, cf_total, _ = _latencies(model, population, loads, decisions, report)
+    reference = reference_sample(scenario, seed)
+    ttfb, total, cf_total = _latencies(model, reference, population, loads, decisions, report)
     report("records", 0.9)
-    frame = _frame(population, loads, decisions, ttfb, total, cf_total)
+    frame = records_frame(population, loads, decisions, ttfb, total, cf_total)
     report("done", 1.0)
-    return frame
-
-
-def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype(np.int32), categories=list(names))
-
-
-def _frame(
-    population: Population,
-    loads: Loads,
-    decisions: LoadDecisions,
-    ttfb: np.ndarray,
-    total: np.ndarray,
-    cf_total: np.ndarray,
-) -> pd.DataFrame:
-    rows = loads.subscriber.astype(np.intp)
-    n = len(loads)
-    action = decisions.action
-    outcome = np.zeros(n, dtype=np.int32)  # 0 ok, 1 reset, 2 timeout
-    outcome[action == ACTION_CODES.index("reset")] = 1
-    outcome[action == ACTION_CODES.index("blackhole")] = 2
-    ok = outcome == 0
-    size = loads.size_bytes
-    goodput = np.where(ok, size * 8.0 / total, 0.0)
-    nan = np.full(n, np.nan)
-    kinds = tuple(dict.fromkeys(loads.kind_names))
-    kind_of_media = np.array([kinds.index(k) for k in loads.kind_names], dtype=np.int32)
-    policy_codes = decisions.policy.astype(np.int32) + 1
-    rule_codes = decisions.rule.astype(np.int32) + 1
-    data = {
-        "subscriber": loads.subscriber.astype(np.int64),
-        "device_class": _categorical(population.device_class[rows], population.class_names),
-        "network": _categorical(population.network[rows], population.network_names),
-        "kind": _categorical(kind_of_media[loads.media], kinds),
-        "host": _categorical(loads.host, loads.host_names),
-        "size_bytes": size,
-        "start_s": loads.start_s,
-        "ttfb_s": np.where(ok, ttfb, np.nan),
-        "total_s": total,
-        "goodput_bps": goodput,
-        "throttled": decisions.throttled,
-        "action": _categorical(action, ACTION_CODES),
-        "outcome": _categorical(
-            outcome, (Outcome.OK.value, Outcome.RESET.value, Outcome.TIMEOUT.value)
-        ),
-        "source": pd.Categorical.from_codes(np.zeros(n, dtype=np.int32), [Source.SIMULATED.value]),
-        "media": _categorical(loads.media, loads.media_names),
-        "policy": pd.Categorical.from_codes(policy_codes, ["", *decisions.policy_names]),
-        "rule": pd.Categorical.from_codes(rule_codes, ["", *decisions.rule_names]),
-        "bytes_received": np.where(ok, size, 0),
-        "counterfactual_total_s": cf_total,
-        "dns_s": nan,
-        "connect_s": nan,
-        "tls_s": nan,
-    }
-    frame = pd.DataFrame(data, columns=list(COLUMNS))
     return frame
