@@ -9,6 +9,12 @@ interpolation of ``log(time)`` over that grid, so at grid points it *is* the pac
 and in between it is as close as the grid is fine; ``tests/sim/test_flowmodel.py`` measures
 how close on random loads. Points with random loss average two seeds.
 
+Outside the grid: other axes clamp to its ends; objects larger than its largest size add
+their extra bytes at the marginal rate of the last size step. That is right for a
+throttled flow (steady at the rate) and for a flow limited by its access link, and too
+fast for a large transfer on a fast, lossy link, which the grid never saw reach its
+loss-limited rate: keep objects within the scenario's own sizes where that matters.
+
 Grids are cached on disk by a hash of everything that defines them (the model version,
 the throttle, the axes), so a rerun of a scenario does not recompute them; building uses a
 process pool over the machine's cores.
@@ -103,48 +109,61 @@ class _Table:
     _coords: tuple[list[float], ...] = ()
     _log_total: list[float] = field(default_factory=list)
     _log_ttfb: list[float] = field(default_factory=list)
+    _strides: tuple[int, ...] = ()
 
     def predict(self, columns: Sequence[FloatArray]) -> tuple[FloatArray, FloatArray]:
-        points = np.column_stack(
-            [
-                _coordinate(np.clip(columns[i], self.axes[i][0], self.axes[i][-1]), i)
-                for i in range(4)
-            ]
-        )
-        return np.exp(self.ttfb(points)), np.exp(self.total(points))
+        """Other axes clamp to the grid; objects larger than its largest size add their
+        extra bytes at the marginal rate of the grid's last size step (a transfer that
+        long is in its steady state)."""
+        clipped = [np.clip(columns[i], self.axes[i][0], self.axes[i][-1]) for i in range(4)]
+        points = np.column_stack([_coordinate(clipped[i], i) for i in range(4)])
+        ttfb, total = np.exp(self.ttfb(points)), np.exp(self.total(points))
+        sizes = self.axes[0]
+        beyond = np.asarray(columns[0]) > sizes[-1]
+        if beyond.any() and len(sizes) > 1:
+            previous = points[beyond].copy()
+            previous[:, 0] = math.log(sizes[-2])
+            seconds_per_byte = (total[beyond] - np.exp(self.total(previous))) / (
+                sizes[-1] - sizes[-2]
+            )
+            total[beyond] += (np.asarray(columns[0])[beyond] - sizes[-1]) * seconds_per_byte
+        return ttfb, total
 
     def predict_one(
         self, size: float, rtt: float, bandwidth: float, loss: float
     ) -> tuple[float, float]:
-        """One load, in pure Python (about 10 us): the asyncio engine's per-load path."""
-        weights: list[tuple[int, float]] = []  # per axis: lower index, weight of the upper
+        """One load, in pure Python (a few microseconds): the asyncio engine's path.
+
+        Multilinear in the same coordinates as :meth:`predict`, visiting only the corners
+        of axes with more than one point and a weight strictly between 0 and 1.
+        """
+        offset = 0
+        terms = [(0, 1.0)]  # (flat offset from `offset`, weight)
         for i, value in enumerate((size, rtt, bandwidth, loss)):
             coords = self._coords[i]
+            if len(coords) == 1:
+                continue
             x = math.log(value) if i < 3 else value
-            if len(coords) == 1 or x <= coords[0]:
-                weights.append((0, 0.0))
+            stride = self._strides[i]
+            if x <= coords[0]:
                 continue
             if x >= coords[-1]:
-                weights.append((len(coords) - 2, 1.0))
+                offset += (len(coords) - 1) * stride
                 continue
             j = bisect.bisect_right(coords, x) - 1
-            weights.append((j, (x - coords[j]) / (coords[j + 1] - coords[j])))
-        shape = [len(c) for c in self._coords]
+            offset += j * stride
+            t = (x - coords[j]) / (coords[j + 1] - coords[j])
+            terms = [(o, w * (1.0 - t)) for o, w in terms] + [(o + stride, w * t) for o, w in terms]
         log_total = log_ttfb = 0.0
-        for corner in range(16):
-            w = 1.0
-            flat = 0
-            for i in range(4):
-                upper = (corner >> i) & 1
-                j, t = weights[i]
-                if upper and shape[i] == 1:
-                    w = 0.0
-                    break
-                w *= t if upper else 1.0 - t
-                flat = flat * shape[i] + j + upper
-            if w:
-                log_total += w * self._log_total[flat]
-                log_ttfb += w * self._log_ttfb[flat]
+        for o, w in terms:
+            log_total += w * self._log_total[offset + o]
+            log_ttfb += w * self._log_ttfb[offset + o]
+        sizes = self.axes[0]
+        if size > sizes[-1] and len(sizes) > 1:  # as in predict(): the last step's rate
+            _, before = self.predict_one(sizes[-2], rtt, bandwidth, loss)
+            at_max = math.exp(log_total)
+            rate = (at_max - before) / (sizes[-1] - sizes[-2])
+            return math.exp(log_ttfb), at_max + (size - sizes[-1]) * rate
         return math.exp(log_ttfb), math.exp(log_total)
 
 
@@ -245,6 +264,7 @@ class FlowModel:
             _coords=tuple(a.tolist() for a in log_axes),
             _log_total=np.log(totals).ravel().tolist(),
             _log_ttfb=np.log(ttfbs).ravel().tolist(),
+            _strides=tuple(int(np.prod(shape[i + 1 :])) for i in range(len(shape))),
         )
 
     def table(self, config: ThrottleConfig, reference: Sequence[FloatArray]) -> _Table:

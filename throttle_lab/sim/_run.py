@@ -156,5 +156,12 @@ def run_scenario(
     run_seed = scenario.seed if seed is None else seed
     flow_model = model or FlowModel(cache_dir=default_cache_dir())
     started = time.perf_counter()
-    loads = run_vector(scenario, seed=run_seed, model=flow_model, progress=progress)
+    if chosen == "asyncio":
+        from throttle_lab.sim._asyncio import run_asyncio
+
+        if progress is not None:
+            progress("asyncio engine in virtual time", 0.1)
+        loads = run_asyncio(scenario, seed=run_seed, model=flow_model)
+    else:
+        loads = run_vector(scenario, seed=run_seed, model=flow_model, progress=progress)
     return RunResult(scenario, run_seed, chosen, loads, wall_s=time.perf_counter() - started)
