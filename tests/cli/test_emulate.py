@@ -1,0 +1,39 @@
+"""``throttle-lab emulate`` and ``origin``: user mistakes are one line and exit 2.
+
+(The proxy and origin themselves are tested in tests/emu with real connections.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import CliRun
+
+RUSSIA = str(Path(__file__).resolve().parents[2] / "scenarios" / "russia-twitter-2021.toml")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "nowhere to forward"),
+        (("--origin", "203.0.113.9:443"), "refusing origin '203.0.113.9': not a loopback address"),
+        (("--builtin-origin", "--class", "satellite=127.0.5.0/24"), "device class 'satellite'"),
+        (("--builtin-origin", "--at", "next tuesday"), "--at 'next tuesday'"),
+        (("--resolve", "pbs.twimg.com:443", "--origin", "127.0.0.1:1"), "HOST:PORT:ADDR"),
+        (("--builtin-origin", "--origin", "127.0.0.1:1"), "not both"),
+        (("--builtin-origin", "--listen", "0.0.0.0:8443"), "not a loopback address"),
+        (("--builtin-origin", "--idle-timeout", "soon"), "--idle-timeout"),
+    ],
+)
+def test_mistakes_are_one_line(cli_run: CliRun, args: tuple[str, ...], message: str) -> None:
+    code, _, err = cli_run("emulate", RUSSIA, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_origin_refuses_a_non_loopback_address(cli_run: CliRun) -> None:
+    code, _, err = cli_run("origin", "--listen", "192.0.2.1:8444")
+    assert code == 2 and "loopback only" in err

@@ -1,0 +1,262 @@
+"""The built-in HTTPS origin: any host name, certificates made on the fly, objects of any size.
+
+So that the whole chain (client -> proxy -> origin) works offline, this server answers
+for *every* name a client asks for: a TLS SNI callback issues (and caches) a leaf
+certificate for the requested name, signed by a private CA made with ``trustme`` at
+start. Clients trust that CA through the PEM file :meth:`CertificateStore.write_ca`
+writes (``throttle-lab origin --ca-out ca.pem``; ``curl --cacert ca.pem``).
+
+- Each leaf lists the name with and without a trailing dot, so that a client sending
+  ``twitter.com.`` (the escape of 2021) still verifies. Names that are not valid host
+  names get the default ``localhost`` certificate (and fail verification, as they would
+  anywhere). At most ``max_names`` certificates are cached (least recently used go).
+- ECDSA P-256 keys (trustme's default) cost about a millisecond to make, inside the
+  handshake that first asks for a name.
+
+Routes (HTTP/1.1, keep-alive; HEAD works for each GET):
+
+``GET /bytes/N``             N bytes
+``GET /media/SIZE``          an object of a human size: ``/media/400KB``, ``/media/1MiB``
+``GET /media/NAME``          an object of a scenario's media kind (``twitter-photo``): the
+                             median of its size distribution, or one draw with ``?seed=S``
+``GET /workload``            the scenario's media kinds, hosts and median sizes (JSON)
+
+Bodies are a fixed repeating pattern (cheap to send; not compressible by accident,
+because nothing in the chain compresses). Objects above ``max_object_bytes`` get 413.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trustme
+from aiohttp import web
+
+from throttle_lab.emu.proxy import is_loopback
+from throttle_lab.errors import ProxyError, UnitError
+from throttle_lab.scenario import Media, Scenario
+from throttle_lab.units import parse_size
+
+__all__ = ["CertificateStore", "Origin", "open_origin"]
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]{1,63}\.?"
+)
+_BLOCK = (b"throttle-lab origin " * 52429)[: 1 << 20]  # 1 MiB of pattern, sliced for bodies
+_SMALL_BODY = 256 * 1024  # bodies up to this go out in one piece
+_MEDIA_SEED = 0
+
+
+class CertificateStore:
+    """A private CA and a per-name cache of server contexts (see the module docstring)."""
+
+    def __init__(self, ca: trustme.CA | None = None, *, max_names: int = 1024) -> None:
+        self.ca = ca or trustme.CA(organization_name="throttle-lab origin CA")
+        self.max_names = max_names
+        self._contexts: collections.OrderedDict[str, ssl.SSLContext] = collections.OrderedDict()
+        self.issued = 0
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca.cert_pem.bytes()
+
+    def write_ca(self, path: str | Path) -> Path:
+        """Write the CA certificate (PEM) for clients: ``curl --cacert PATH``."""
+        target = Path(path)
+        target.write_bytes(self.ca_pem)
+        return target
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this CA (and nothing else)."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self.ca.configure_trust(context)
+        return context
+
+    def server_context(self) -> ssl.SSLContext:
+        """The listening context: ``localhost`` by default, any valid name by SNI."""
+        context = self._new_context("localhost")
+        context.sni_callback = self._pick_context
+        return context
+
+    def _new_context(self, name: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.set_alpn_protocols(["http/1.1"])
+        bare = name.rstrip(".")
+        self.ca.issue_cert(bare, bare + ".").configure_cert(context)
+        self.issued += 1
+        return context
+
+    def context_for(self, server_name: str) -> ssl.SSLContext | None:
+        """The cached (or new) context for a name; None for names that are not host names."""
+        name = server_name.lower().rstrip(".")
+        if not _HOST_NAME.fullmatch(name):
+            return None
+        context = self._contexts.get(name)
+        if context is None:
+            context = self._contexts[name] = self._new_context(name)
+            while len(self._contexts) > self.max_names:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(name)
+        return context
+
+    def _pick_context(
+        self, sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
+    ) -> None:
+        if server_name is None:
+            return  # no SNI: the default localhost certificate
+        try:
+            context = self.context_for(server_name)
+        except Exception:  # an exception here would abort the client's handshake
+            return
+        if context is not None:
+            sslobj.context = context
+
+
+def _media_size(media: Media, seed: int | None) -> int:
+    if seed is None:
+        sizes = media.size.sample(np.random.default_rng(_MEDIA_SEED), 10_001)
+        return max(1, round(float(np.median(sizes))))
+    return max(1, round(float(media.size.sample(np.random.default_rng(seed), 1)[0])))
+
+
+class Origin:
+    """The HTTPS origin server (plain HTTP with ``tls=False``, for benchmarks)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certificates: CertificateStore | None = None,
+        scenario: Scenario | None = None,
+        max_object_bytes: int = 10**9,
+        tls: bool = True,
+        allow_remote: bool = False,
+    ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise ProxyError(f"the origin listens on loopback only, not {host!r}")
+        self.host, self.port = host, port
+        self.certificates = certificates or CertificateStore()
+        self.scenario = scenario
+        self.max_object_bytes = max_object_bytes
+        self.tls = tls
+        self.requests = 0
+        self.app = web.Application()
+        self.app.router.add_get("/bytes/{count}", self._bytes)
+        self.app.router.add_get("/media/{what}", self._media)
+        self.app.router.add_get("/workload", self._workload)
+        self.app.router.add_get("/", self._index)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError as error:
+            sock.close()
+            raise ProxyError(f"origin: cannot listen on {self.host}:{self.port}: {error}") from None
+        self.port = int(sock.getsockname()[1])
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        context = self.certificates.server_context() if self.tls else None
+        await web.SockSite(self._runner, sock, ssl_context=context, backlog=1024).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers ------------------------------------------------------------------------
+    async def _send(self, request: web.Request, size: int) -> web.StreamResponse:
+        if size > self.max_object_bytes:
+            raise web.HTTPRequestEntityTooLarge(self.max_object_bytes, size)
+        self.requests += 1
+        headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
+        if size <= _SMALL_BODY and request.method != "HEAD":
+            return web.Response(body=_BLOCK[:size], headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.content_length = size
+        await response.prepare(request)
+        view = memoryview(_BLOCK)
+        left = size if request.method != "HEAD" else 0
+        while left:
+            piece = min(left, len(_BLOCK))
+            await response.write(view[:piece])
+            left -= piece
+        await response.write_eof()
+        return response
+
+    async def _bytes(self, request: web.Request) -> web.StreamResponse:
+        count = request.match_info["count"]
+        if not count.isdigit():
+            raise web.HTTPBadRequest(text="expected /bytes/N, N a number of bytes\n")
+        return await self._send(request, int(count))
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        what = request.match_info["what"]
+        media = self._media_named(what)
+        if media is not None:
+            seed = request.query.get("seed")
+            if seed is not None and not seed.isdigit():
+                raise web.HTTPBadRequest(text="seed must be a non-negative integer\n")
+            return await self._send(
+                request, _media_size(media, None if seed is None else int(seed))
+            )
+        try:
+            size = parse_size(what)
+        except UnitError:
+            known = ", ".join(m.name for m in self.scenario.media) if self.scenario else "none"
+            raise web.HTTPNotFound(
+                text=f"{what!r} is neither a size (400KB) nor a media name (known: {known})\n"
+            ) from None
+        return await self._send(request, size)
+
+    def _media_named(self, name: str) -> Media | None:
+        if self.scenario is None:
+            return None
+        return next((m for m in self.scenario.media if m.name == name), None)
+
+    async def _workload(self, request: web.Request) -> web.Response:
+        media: list[dict[str, Any]] = [
+            {
+                "name": m.name,
+                "kind": m.kind,
+                "hosts": list(m.hosts),
+                "median_bytes": _media_size(m, None),
+            }
+            for m in (self.scenario.media if self.scenario else ())
+        ]
+        return web.json_response({"media": media})
+
+    async def _index(self, request: web.Request) -> web.Response:
+        text = (
+            "throttle-lab origin: GET /bytes/N, /media/400KB, /media/MEDIA-NAME[?seed=S],"
+            " /workload\n"
+        )
+        return web.Response(text=text)
+
+
+@contextlib.asynccontextmanager
+async def open_origin(**options: Any) -> AsyncIterator[Origin]:
+    """Start an :class:`Origin` (keyword arguments as its constructor), yield it, close it."""
+    origin = Origin(**options)
+    await origin.start()
+    try:
+        yield origin
+    finally:
+        await origin.close()
