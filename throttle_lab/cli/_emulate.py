@@ -1,0 +1,346 @@
+"""``throttle-lab emulate`` (the throttling proxy) and ``throttle-lab origin`` (the HTTPS origin).
+
+``emulate SCENARIO`` runs the scenario's policy on real connections: a proxy on loopback,
+the built-in origin behind it (``--builtin-origin``) or any origin (``--origin``), a
+control endpoint (``/stats``, ``/policy``). ``origin`` runs the origin alone. Both run
+until Ctrl-C (or SIGTERM) and then close every connection. See docs/emulate.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import resource
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from throttle_lab.cli import cli
+from throttle_lab.emu.origin import CertificateStore, Origin, open_origin
+from throttle_lab.emu.proxy import (
+    ClassMap,
+    PolicyEditor,
+    ProxyConfig,
+    ThrottlingProxy,
+    open_control,
+    open_proxy,
+    parse_class_mapping,
+    parse_host_port,
+    parse_moment,
+    parse_resolve,
+)
+from throttle_lab.errors import ProxyError, UnitError
+from throttle_lab.scenario import Scenario, load_scenario
+from throttle_lab.units import parse_duration, parse_size
+
+MAX_CONNECTIONS = 10_000
+
+
+def _raise_fd_limit(fds_per_connection: int) -> int:
+    """Lift the soft descriptor limit to the hard one; the connections that then fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(16, min(MAX_CONNECTIONS, (soft - 64) // fds_per_connection))
+
+
+async def _until_stopped(every_s: float, report: ThrottlingProxy | None) -> None:
+    """Wait for Ctrl-C or SIGTERM, printing a counters line every ``every_s`` if asked."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s if every_s > 0 else None)
+        if report is not None and not stop.is_set():
+            click.echo(
+                f"[{report.scenario_datetime():%Y-%m-%d %H:%M:%S}] {report.counters.summary_line()}"
+            )
+
+
+@contextlib.asynccontextmanager
+async def _maybe_origin(
+    enabled: bool, ca_out: Path | None, scenario: Scenario
+) -> AsyncIterator[Origin | None]:
+    if not enabled:
+        yield None
+        return
+    certificates = CertificateStore()
+    async with open_origin(certificates=certificates, scenario=scenario) as origin:
+        target = ca_out or Path(tempfile.mkdtemp(prefix="throttle-lab-")) / "ca.pem"
+        certificates.write_ca(target)
+        click.echo(f"  origin   {origin.host}:{origin.port} (built in; CA for clients: {target})")
+        yield origin
+
+
+def _policy_lines(proxy: ThrottlingProxy) -> list[str]:
+    lines = []
+    for policy in proxy.describe_policy()["policies"]:
+        covers = ", ".join(policy["covers"]) or "no class at this moment"
+        rules = ", ".join(policy["rules"])
+        lines.append(
+            f"  policy   {policy['name']}: {rules} -> {policy['action']} (covers {covers})"
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What ``emulate`` was asked to run, parsed."""
+
+    scenario: Scenario
+    editor: PolicyEditor
+    config: ProxyConfig
+    at_s: float | None
+    builtin_origin: bool
+    ca_out: Path | None
+    control: tuple[str, int] | None
+    stats_every_s: float
+
+
+async def _emulate(run: _Run) -> None:
+    click.echo(f"throttle-lab emulate: {run.scenario.name}")
+    config = run.config
+    async with _maybe_origin(run.builtin_origin, run.ca_out, run.scenario) as origin:
+        if origin is not None:
+            config = dataclasses.replace(config, origin=origin.address)
+        async with open_proxy(run.scenario, config, at_s=run.at_s) as proxy:
+            host, port = proxy.address
+            moment = f"{proxy.scenario_datetime():%Y-%m-%d %H:%M:%S} UTC"
+            click.echo(f"  proxy    {host}:{port} (point clients here)")
+            click.echo(f"  moment   {moment}, advancing in real time")
+            click.echo(f"  classes  {config.class_map.describe()}")
+            networks = proxy.describe_policy()["classes"]
+            click.echo(
+                "  networks " + ", ".join(f"{c}: {v['network']}" for c, v in networks.items())
+            )
+            for line in _policy_lines(proxy):
+                click.echo(line)
+            async with contextlib.AsyncExitStack() as stack:
+                if run.control is not None:
+                    endpoint = await stack.enter_async_context(
+                        open_control(proxy, run.editor, *run.control)
+                    )
+                    click.echo(f"  control  {endpoint.url}/stats  {endpoint.url}/policy (GET, PUT)")
+                click.echo("Ctrl-C stops.")
+                await _until_stopped(run.stats_every_s, proxy)
+        click.echo(f"stopped. {proxy.counters.summary_line()}")
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except UnitError as error:
+        raise ProxyError(f"{flag} {text!r}: {error.message}") from None
+
+
+@cli.command()
+@click.argument(
+    "scenario_file", metavar="SCENARIO", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario key (repeatable).",
+)
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help="Emulated moment: 2021-03-10T12:00:00Z or an offset such as 4d"
+    " (default: when the policy first covers a class).",
+)
+@click.option("--listen", default="127.0.0.1:8443", show_default=True, metavar="HOST:PORT")
+@click.option("--origin", "origin", metavar="HOST:PORT", help="Forward every connection there.")
+@click.option(
+    "--builtin-origin", is_flag=True, help="Start the built-in HTTPS origin and forward to it."
+)
+@click.option(
+    "--ca-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the built-in origin's CA goes (PEM).",
+)
+@click.option(
+    "--resolve",
+    "resolves",
+    multiple=True,
+    metavar="HOST:PORT:ADDR",
+    help="Send SNI HOST to ADDR:PORT, as curl's --resolve (repeatable).",
+)
+@click.option(
+    "--upstream-port",
+    default=443,
+    show_default=True,
+    help="Port for names looked up in DNS (--allow-remote).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow non-loopback addresses and DNS lookups (off: loopback only).",
+)
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="CLASS=PREFIX",
+    help="Device class of clients from a source prefix, e.g. mobile=127.0.1.0/24 (repeatable).",
+)
+@click.option(
+    "--default-class",
+    metavar="CLASS",
+    help="Class of other sources (default: the scenario's first).",
+)
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    metavar="CLASS=NETWORK",
+    help="The scenario network of a class (default: one the policy covers).",
+)
+@click.option(
+    "--control",
+    default="127.0.0.1:8081",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Control endpoint (loopback).",
+)
+@click.option("--no-control", is_flag=True, help="No control endpoint.")
+@click.option("--first-bytes-timeout", default="10s", show_default=True, metavar="DURATION")
+@click.option("--idle-timeout", default="10min", show_default=True, metavar="DURATION")
+@click.option("--blackhole-hold", default="5min", show_default=True, metavar="DURATION")
+@click.option(
+    "--max-connections",
+    type=int,
+    help="Open connections at most (default: what the descriptor limit allows, up to 10000).",
+)
+@click.option(
+    "--stats-every",
+    default="0",
+    metavar="DURATION",
+    help="Print the counters this often (0: never).",
+)
+def emulate(
+    scenario_file: Path,
+    overrides: tuple[str, ...],
+    at: str | None,
+    listen: str,
+    origin: str | None,
+    builtin_origin: bool,
+    ca_out: Path | None,
+    resolves: tuple[str, ...],
+    upstream_port: int,
+    allow_remote: bool,
+    classes: tuple[str, ...],
+    default_class: str | None,
+    networks: tuple[str, ...],
+    control: str,
+    no_control: bool,
+    first_bytes_timeout: str,
+    idle_timeout: str,
+    blackhole_hold: str,
+    max_connections: int | None,
+    stats_every: str,
+) -> None:
+    """Run SCENARIO's policy on real connections: an SNI-aware throttling proxy."""
+    scenario = load_scenario(scenario_file, overrides)
+    editor = PolicyEditor.from_file(str(scenario_file), overrides)
+    if origin and builtin_origin:
+        raise ProxyError("give --origin or --builtin-origin, not both")
+    if not (origin or builtin_origin or resolves or allow_remote):
+        raise ProxyError(
+            "nowhere to forward: give --builtin-origin, --origin, --resolve or --allow-remote"
+        )
+    if ca_out is not None and not builtin_origin:
+        raise ProxyError("--ca-out goes with --builtin-origin")
+    network_map = {}
+    for text in networks:
+        name, sep, network = text.partition("=")
+        if not sep:
+            raise ProxyError(f"--network {text!r}: expected CLASS=NETWORK")
+        network_map[name] = network
+    host, port = parse_host_port(listen)
+    config = ProxyConfig(
+        ClassMap(
+            [parse_class_mapping(c) for c in classes], default_class or next(iter(scenario.classes))
+        ),
+        listen_host=host,
+        listen_port=port,
+        origin=parse_host_port(origin) if origin else None,
+        resolve=dict(parse_resolve(r) for r in resolves),
+        upstream_port=upstream_port,
+        allow_remote=allow_remote,
+        networks=network_map,
+        first_bytes_timeout_s=_duration("--first-bytes-timeout", first_bytes_timeout),
+        idle_timeout_s=_duration("--idle-timeout", idle_timeout),
+        blackhole_hold_s=_duration("--blackhole-hold", blackhole_hold),
+        max_connections=max_connections or _raise_fd_limit(3 if builtin_origin else 2),
+    )
+    run = _Run(
+        scenario=scenario,
+        editor=editor,
+        config=config,
+        at_s=None if at is None else parse_moment(scenario, at),
+        builtin_origin=builtin_origin,
+        ca_out=ca_out,
+        control=None if no_control else parse_host_port(control),
+        stats_every_s=_duration("--stats-every", stats_every),
+    )
+    asyncio.run(_emulate(run))
+
+
+@cli.command("origin")
+@click.option("--listen", default="127.0.0.1:8444", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--ca-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the CA certificate (PEM) here for clients.",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serve this scenario's media names (/media/NAME).",
+)
+@click.option("--max-object", default="1GB", show_default=True, metavar="SIZE")
+def origin_command(
+    listen: str, ca_out: Path | None, scenario_file: Path | None, max_object: str
+) -> None:
+    """Run the built-in HTTPS origin alone: any host name, objects of any size."""
+    host, port = parse_host_port(listen)
+    scenario = load_scenario(scenario_file) if scenario_file else None
+    certificates = CertificateStore()
+    target = ca_out or Path(tempfile.mkdtemp(prefix="throttle-lab-")) / "ca.pem"
+    certificates.write_ca(target)
+
+    async def serve() -> None:
+        async with open_origin(
+            host=host,
+            port=port,
+            certificates=certificates,
+            scenario=scenario,
+            max_object_bytes=parse_size(max_object),
+        ) as server:
+            click.echo(
+                f"throttle-lab origin on https://{server.host}:{server.port} (any host name)"
+            )
+            click.echo(f"  CA for clients: {target}")
+            click.echo(
+                f"  try: curl --cacert {target}"
+                f" --connect-to pbs.twimg.com:443:{server.host}:{server.port}"
+                " https://pbs.twimg.com/media/400KB -o /dev/null"
+            )
+            click.echo("Ctrl-C stops.")
+            await _until_stopped(0.0, None)
+
+    asyncio.run(serve())
