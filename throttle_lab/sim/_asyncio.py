@@ -4,12 +4,13 @@ Use it when a load depends on what came before: sessions and think times, an ada
 video player that picks the next segment's bitrate from the last one's throughput,
 several flows of one subscriber sharing its access link. A behaviour is any
 ``async def behaviour(client)``; it calls ``client.fetch(host, size)``, which returns a
-future (await it, or let it run while starting more), and ``client.sleep(seconds)``.
+:class:`Load` (await it, or let it run while starting more), and ``client.sleep(seconds)``.
 
-One load costs one timer event, not one per packet: its latency comes from the same
-flow-level model as the vectorised engine (the scalar path of the same grid), with the
-access rate divided among the subscriber's loads in flight when it starts. The policy
-is the scenario's, evaluated per load with the same coverage tables and rule epochs as
+A load costs at most one timer event (none when nobody awaits it), never one per packet:
+its latency comes from the same flow-level model as the vectorised engine (the scalar
+path of the same grid), with the access rate divided among the subscriber's loads in
+flight when it starts. The policy is the scenario's, evaluated per load with the same
+coverage tables and rule epochs as
 the vectorised engine. The default behaviour draws the scenario's Poisson workload, so
 both engines answer the same question (``tests/sim/test_engines.py`` says how close).
 """
@@ -18,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from throttle_lab.core import NO_ACTION, Action, ActionKind
 from throttle_lab.scenario import Scenario
-from throttle_lab.sim._decide import ACTION_CODES, LoadDecisions
+from throttle_lab.sim._decide import ACTION_CODES, LoadDecisions, config_of_action
 from throttle_lab.sim._flowmodel import FlowModel, ThrottleConfig, _Table
 from throttle_lab.sim._frame import records_frame
 from throttle_lab.sim._population import (
@@ -41,11 +44,20 @@ from throttle_lab.sim._population import (
 from throttle_lab.sim._vector import BLACKHOLE_TIMEOUT_S
 from throttle_lab.sim._virtual import run_in_virtual_time
 
-__all__ = ["Behaviour", "Client", "Fetched", "adaptive_video", "poisson_workload", "run_asyncio"]
+__all__ = [
+    "Behaviour",
+    "Client",
+    "Fetched",
+    "Load",
+    "adaptive_video",
+    "poisson_workload",
+    "run_asyncio",
+]
 
 Behaviour = Callable[["Client"], Awaitable[None]]
 _NONE, _POLICE, _SHAPE = (ACTION_CODES.index(k) for k in ("none", "police", "shape"))
 _RESET, _BLACKHOLE = ACTION_CODES.index("reset"), ACTION_CODES.index("blackhole")
+_UNTHROTTLED = ThrottleConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,10 @@ class _World:
             for p in policies
         ]
         self.epochs = [p.epochs() for p in policies]
+        self.actions = [[epoch[3] for epoch in epochs] for epochs in self.epochs]
+        self.configs = {
+            action: config_of_action(action) for actions in self.actions for action in actions
+        }
         self.epoch_starts = [[start for start, *_ in epochs] for epochs in self.epochs]
         self.rule_names: list[str] = []
         self._host_rule: dict[tuple[int, int, str], int] = {}
@@ -94,7 +110,6 @@ class _World:
         self.rows: list[
             tuple[int, int, int, int, float, float, float, float, int, float, int, int, int, int]
         ] = []
-        self.pending: set[asyncio.Future[Fetched]] = set()
 
     def media_code(self, name: str) -> int:
         """The scenario's media by name; a behaviour's own labels become kind "other"."""
@@ -103,6 +118,10 @@ class _World:
             code = self.media[name] = len(self.media)
             self.media_kinds.append("other")
         return code
+
+    @property
+    def unthrottled(self) -> _Table:
+        return self.table(_UNTHROTTLED)
 
     def table(self, config: ThrottleConfig) -> _Table:
         table = self.tables.get(config)
@@ -124,9 +143,7 @@ class _World:
             self._host_rule[key] = code
         return code
 
-    def decide(
-        self, subscriber: int, host: str, now: float
-    ) -> tuple[int, int, ThrottleConfig | None]:
+    def decide(self, subscriber: int, host: str, now: float) -> tuple[int, int, Action]:
         """(policy index, rule index, action) for one load: the scalar twin of decide_loads."""
         for p_index, table in enumerate(self.coverage):
             if not (
@@ -138,15 +155,8 @@ class _World:
             rule = self._rule(p_index, epoch, host)
             if rule < 0 or self.population.splits_hello[subscriber]:
                 continue
-            action = self.epochs[p_index][epoch][3]
-            config = ThrottleConfig(
-                action.kind.value,
-                action.rate_bps or 0.0,
-                action.burst_bytes or 0,
-                action.queue_bytes or 0,
-            )
-            return p_index, rule, config
-        return -1, -1, None
+            return p_index, rule, self.actions[p_index][epoch]
+        return -1, -1, NO_ACTION
 
 
 class Client:
@@ -163,7 +173,7 @@ class Client:
         self.loss = float(population.loss[subscriber])
         self.rng = rng
         self.scenario = world.scenario
-        self.in_flight = 0
+        self._ends: list[float] = []  # end times of this subscriber's loads in flight
 
     @property
     def now(self) -> float:
@@ -175,58 +185,71 @@ class Client:
     async def sleep_until(self, when: float) -> None:
         await asyncio.sleep(max(0.0, when - self.now))
 
-    def fetch(self, host: str, size_bytes: int, *, media: str = "") -> asyncio.Future[Fetched]:
-        """Start a load now; the future completes when its last byte arrives."""
+    def fetch(self, host: str, size_bytes: int, *, media: str = "") -> Load:
+        """Start a load now. Await the result to wait for its last byte; or don't: a load
+        nobody awaits costs no event at all (its record is complete when it starts)."""
         world = self._world
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         size = max(1, int(size_bytes))
-        share = self.down_bps / (self.in_flight + 1)  # flows in flight share the link
-        cf_ttfb, cf_total = world.table(ThrottleConfig()).predict_one(
-            size, self.rtt_s, share, self.loss
-        )
-        policy, rule, config = world.decide(self.id, host, now)
-        if config is None or config.kind == "none":
-            action, ttfb, total = _NONE, cf_ttfb, cf_total
-        elif config.kind in ("police", "shape"):
-            action = ACTION_CODES.index(config.kind)
+        ends = self._ends
+        while ends and ends[0] <= now:
+            heapq.heappop(ends)
+        share = self.down_bps / (len(ends) + 1)  # loads in flight share the access link
+        cf_ttfb, cf_total = world.unthrottled.predict_one(size, self.rtt_s, share, self.loss)
+        policy, rule, action = world.decide(self.id, host, now)
+        config = world.configs.get(action) if policy >= 0 else None
+        if policy < 0 or action.kind is ActionKind.NONE:
+            code, ttfb, total = _NONE, cf_ttfb, cf_total
+        elif config is not None:
+            code = ACTION_CODES.index(config.kind)
             ttfb, total = world.table(config).predict_one(size, self.rtt_s, share, self.loss)
-        elif config.kind == "reset":
-            action, ttfb, total = _RESET, math.nan, self.rtt_s
+        elif action.kind is ActionKind.RESET:
+            code, ttfb, total = _RESET, math.nan, self.rtt_s
         else:
-            action, ttfb, total = _BLACKHOLE, math.nan, BLACKHOLE_TIMEOUT_S
-        host_code = world.hosts.setdefault(host, len(world.hosts))
-        media_code = world.media_code(media or "other")
+            code, ttfb, total = _BLACKHOLE, math.nan, BLACKHOLE_TIMEOUT_S
         world.rows.append(
             (
                 self.id,
-                media_code,
-                host_code,
+                world.media_code(media or "other"),
+                world.hosts.setdefault(host, len(world.hosts)),
                 size,
                 now,
                 ttfb,
                 total,
                 cf_total,
-                action,
-                config.rate_bps if config else 0.0,
-                config.burst_bytes if config else 0,
-                config.queue_bytes if config else 0,
+                code,
+                action.rate_bps or 0.0,
+                action.burst_bytes or 0,
+                action.queue_bytes or 0,
                 policy,
                 rule,
             )
         )
-        self.in_flight += 1
-        future: asyncio.Future[Fetched] = loop.create_future()
-        result = Fetched(host, size, now, ttfb, total, action not in (_NONE,), ACTION_CODES[action])
-        loop.call_at(now + total, self._complete, future, result)
-        world.pending.add(future)
-        return future
+        heapq.heappush(ends, now + total)
+        return Load(Fetched(host, size, now, ttfb, total, code != _NONE, ACTION_CODES[code]))
 
-    def _complete(self, future: asyncio.Future[Fetched], result: Fetched) -> None:
-        self.in_flight -= 1
-        self._world.pending.discard(future)
-        if not future.done():
-            future.set_result(result)
+
+class Load:
+    """A load in flight; ``await`` it for its :class:`Fetched` result at its last byte."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Fetched) -> None:
+        self.result = result
+
+    def __await__(self) -> Generator[Any, None, Fetched]:
+        loop = asyncio.get_running_loop()
+        end = self.result.start_s + self.result.total_s
+        if loop.time() < end:
+            future: asyncio.Future[None] = loop.create_future()
+            loop.call_at(end, _resolve, future)
+            yield from future
+        return self.result
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # the awaiting task may have been cancelled
+        future.set_result(None)
 
 
 async def poisson_workload(client: Client) -> None:
@@ -310,8 +333,6 @@ def run_asyncio(
     async def main() -> None:
         clients = [Client(world, s, np.random.default_rng(streams[s])) for s in chosen]
         await asyncio.gather(*(act(c) for c in clients))
-        while world.pending:
-            await asyncio.gather(*list(world.pending))
 
     run_in_virtual_time(main)
     return _frame(world, population)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from throttle_lab.core import ActionKind, PolicySet
+from throttle_lab.core import Action, ActionKind, PolicySet
+from throttle_lab.sim._flowmodel import ThrottleConfig
 from throttle_lab.sim._population import Loads, Population
 
-__all__ = ["ACTION_CODES", "LoadDecisions", "decide_loads"]
+__all__ = ["ACTION_CODES", "LoadDecisions", "config_of_action", "decide_loads"]
 
 ACTION_CODES: tuple[str, ...] = tuple(kind.value for kind in ActionKind)
 _NONE = ACTION_CODES.index(ActionKind.NONE.value)
@@ -38,6 +39,8 @@ class LoadDecisions:
     rule: npt.NDArray[np.int16]  # index into rule_names, -1 for none
     policy_names: tuple[str, ...]
     rule_names: tuple[str, ...]
+    config: npt.NDArray[np.int16] | None = None  # index into configs, -1 for no bucket
+    configs: tuple[ThrottleConfig, ...] = ()  # the distinct police/shape actions
 
     @property
     def throttled(self) -> npt.NDArray[np.bool_]:
@@ -54,6 +57,8 @@ def decide_loads(policies: PolicySet, population: Population, loads: Loads) -> L
     policy_of = np.full(n, -1, dtype=np.int16)
     rule_of = np.full(n, -1, dtype=np.int16)
     rule_names: list[str] = []
+    config_of = np.full(n, -1, dtype=np.int16)
+    configs: list[ThrottleConfig] = []
     undecided = np.ones(n, dtype=bool)
     rows = loads.subscriber.astype(np.intp)
     classes = np.asarray(population.class_names)[population.device_class]
@@ -83,6 +88,11 @@ def decide_loads(policies: PolicySet, population: Population, loads: Loads) -> L
             queue[hit] = epoch_action.queue_bytes or 0
             policy_of[hit] = p_index
             rule_of[hit] = matched_rule[hit]
+            config = config_of_action(epoch_action)
+            if config is not None:
+                if config not in configs:
+                    configs.append(config)
+                config_of[hit] = configs.index(config)
             undecided &= ~hit
     return LoadDecisions(
         action,
@@ -93,4 +103,15 @@ def decide_loads(policies: PolicySet, population: Population, loads: Loads) -> L
         rule_of,
         tuple(p.name for p in policies),
         tuple(rule_names),
+        config_of,
+        tuple(configs),
+    )
+
+
+def config_of_action(action: Action) -> ThrottleConfig | None:
+    """The flow model's key for a bucketed action (None for none/reset/blackhole)."""
+    if action.kind not in (ActionKind.POLICE, ActionKind.SHAPE):
+        return None
+    return ThrottleConfig(
+        action.kind.value, action.rate_bps or 0.0, action.burst_bytes or 0, action.queue_bytes or 0
     )

@@ -52,23 +52,13 @@ def _latencies(
     cf_ttfb, cf_total = model.predict(ThrottleConfig(), size, rtt, down, loss, reference=reference)
     untouched = decisions.action == ACTION_CODES.index("none")
     ttfb[untouched], total[untouched] = cf_ttfb[untouched], cf_total[untouched]
-    bucketed = np.isin(
-        decisions.action, [ACTION_CODES.index("police"), ACTION_CODES.index("shape")]
-    )
-    keys = np.column_stack(
-        [decisions.action, decisions.rate_bps, decisions.burst_bytes, decisions.queue_bytes]
-    )[bucketed]
-    configs = np.unique(keys, axis=0) if len(keys) else np.zeros((0, 4))
-    for step, (code, rate, burst, queue) in enumerate(configs):
-        config = ThrottleConfig(ACTION_CODES[int(code)], float(rate), int(burst), int(queue))
-        progress(f"{config.kind} at {rate:g} bit/s", 0.4 + 0.4 * step / len(configs))
-        mask = bucketed & np.all(
-            np.column_stack(
-                [decisions.action, decisions.rate_bps, decisions.burst_bytes, decisions.queue_bytes]
-            )
-            == (code, rate, burst, queue),
-            axis=1,
+    assert decisions.config is not None
+    for index, config in enumerate(decisions.configs):
+        progress(
+            f"{config.kind} at {config.rate_bps:g} bit/s",
+            0.4 + 0.4 * index / len(decisions.configs),
         )
+        mask = decisions.config == index
         ttfb[mask], total[mask] = model.predict(
             config, size[mask], rtt[mask], down[mask], loss[mask], reference=reference
         )
