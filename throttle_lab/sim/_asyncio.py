@@ -185,7 +185,7 @@ class Client:
     async def sleep_until(self, when: float) -> None:
         await asyncio.sleep(max(0.0, when - self.now))
 
-    def fetch(self, host: str, size_bytes: int, *, media: str = "") -> Load:
+    def fetch(self, host: str, size_bytes: int, media: str = "") -> Load:
         """Start a load now. Await the result to wait for its last byte; or don't: a load
         nobody awaits costs no event at all (its record is complete when it starts)."""
         world = self._world
@@ -279,9 +279,13 @@ async def poisson_workload(client: Client) -> None:
         )
     arrivals.sort()
     names = [m.name for m in scenario.media]
+    # One timer callback per request, no coroutine step: the workload never awaits a load.
+    loop = asyncio.get_running_loop()
     for when, m_index, host, size in arrivals:
-        await client.sleep_until(when)
-        client.fetch(host, size, media=names[m_index])
+        loop.call_at(when, client.fetch, host, size, names[m_index])
+    if arrivals:  # stay until the last request has started (then the run may end)
+        await client.sleep_until(arrivals[-1][0])
+        await asyncio.sleep(0)
 
 
 def adaptive_video(

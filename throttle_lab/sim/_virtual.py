@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 __all__ = ["VirtualClockLoop", "run_in_virtual_time"]
 
 T = TypeVar("T")
+STUCK_AFTER_S = 5.0  # real seconds to wait for a thread before calling a run stuck
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -27,14 +28,21 @@ class _JumpingSelector(selectors.DefaultSelector):
         self.loop: VirtualClockLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if ready or self.loop is None:
-            return ready
-        if timeout is None:
-            # Nothing scheduled and nothing ready: a real loop would sleep forever.
-            raise RuntimeError("virtual time: nothing is scheduled, the simulation is stuck")
-        self.loop.advance(timeout)
-        return []
+        if self.loop is None:
+            return super().select(timeout)
+        if timeout is not None:
+            # No syscall: nothing in virtual time waits on a file. Callbacks that other
+            # threads add are in the loop's ready queue on its next turn anyway.
+            self.loop.advance(timeout)
+            return []
+        # Nothing scheduled: only a thread (asyncio.to_thread) can still wake the loop.
+        ready = super().select(STUCK_AFTER_S)
+        if not ready:
+            raise RuntimeError(
+                "virtual time: nothing is scheduled, the simulation is stuck"
+                f" (no thread woke it within {STUCK_AFTER_S:g} s of real time)"
+            )
+        return ready
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
