@@ -174,6 +174,7 @@ class Client:
         self.rng = rng
         self.scenario = world.scenario
         self._ends: list[float] = []  # end times of this subscriber's loads in flight
+        self._loop = asyncio.get_running_loop()  # clients live inside the run's loop
 
     @property
     def now(self) -> float:
@@ -189,7 +190,7 @@ class Client:
         """Start a load now. Await the result to wait for its last byte; or don't: a load
         nobody awaits costs no event at all (its record is complete when it starts)."""
         world = self._world
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         size = max(1, int(size_bytes))
         ends = self._ends
         while ends and ends[0] <= now:
@@ -226,20 +227,38 @@ class Client:
             )
         )
         heapq.heappush(ends, now + total)
-        return Load(Fetched(host, size, now, ttfb, total, code != _NONE, ACTION_CODES[code]))
+        return Load(host, size, now, ttfb, total, code)
 
 
 class Load:
-    """A load in flight; ``await`` it for its :class:`Fetched` result at its last byte."""
+    """A load in flight; ``await`` it for its :class:`Fetched` result at its last byte.
 
-    __slots__ = ("result",)
+    Holds plain values: most loads are never awaited, so the result is built on demand.
+    """
 
-    def __init__(self, result: Fetched) -> None:
-        self.result = result
+    __slots__ = ("_code", "_host", "_size", "_start", "_total", "_ttfb")
+
+    def __init__(
+        self, host: str, size: int, start: float, ttfb: float, total: float, code: int
+    ) -> None:
+        self._host, self._size, self._start = host, size, start
+        self._ttfb, self._total, self._code = ttfb, total, code
+
+    @property
+    def result(self) -> Fetched:
+        return Fetched(
+            self._host,
+            self._size,
+            self._start,
+            self._ttfb,
+            self._total,
+            self._code != _NONE,
+            ACTION_CODES[self._code],
+        )
 
     def __await__(self) -> Generator[Any, None, Fetched]:
         loop = asyncio.get_running_loop()
-        end = self.result.start_s + self.result.total_s
+        end = self._start + self._total
         if loop.time() < end:
             future: asyncio.Future[None] = loop.create_future()
             loop.call_at(end, _resolve, future)
@@ -279,13 +298,23 @@ async def poisson_workload(client: Client) -> None:
         )
     arrivals.sort()
     names = [m.name for m in scenario.media]
-    # One timer callback per request, no coroutine step: the workload never awaits a load.
+    # One timer callback per request and no coroutine step (the workload never awaits a
+    # load); each callback schedules the next, so the loop's heap (whose entries compare
+    # in Python) holds one entry per subscriber, not one per request.
     loop = asyncio.get_running_loop()
-    for when, m_index, host, size in arrivals:
-        loop.call_at(when, client.fetch, host, size, names[m_index])
-    if arrivals:  # stay until the last request has started (then the run may end)
-        await client.sleep_until(arrivals[-1][0])
-        await asyncio.sleep(0)
+    done = loop.create_future()
+
+    def start(index: int) -> None:
+        _, m_index, host, size = arrivals[index]
+        client.fetch(host, size, names[m_index])
+        if index + 1 < len(arrivals):
+            loop.call_at(arrivals[index + 1][0], start, index + 1)
+        else:
+            done.set_result(None)
+
+    if arrivals:
+        loop.call_at(arrivals[0][0], start, 0)
+        await done
 
 
 def adaptive_video(
