@@ -95,7 +95,7 @@ def test_flows_of_one_subscriber_share_the_access_link(
 
     frame = run_asyncio(small_default, seed=1, model=model, behaviour=two_at_once, subscribers=[1])
     assert len(frame) == 3 and not frame["throttled"].any()
-    reference = reference_sample(small_default, 1)
+    reference = reference_sample(small_default)
     table = model.table(ThrottleConfig(), reference)
     half = table.predict_one(1_500_000, seen["rtt"], seen["down"] / 2, seen["loss"])[1]
     assert seen["shared"] == pytest.approx(half)

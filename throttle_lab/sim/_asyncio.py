@@ -86,7 +86,7 @@ class _World:
         self.scenario = scenario
         self.population = population
         self.model = model
-        self.reference = reference_sample(scenario, seed)
+        self.reference = reference_sample(scenario)
         self.tables: dict[ThrottleConfig, _Table] = {}
         policies = scenario.policy_set(seed)
         self.policy_names = tuple(p.name for p in policies)

@@ -252,7 +252,7 @@ class FlowModel:
             ttfbs = np.array([r[1] for r in results]).reshape(shape)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npz")
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # parallel builders
                 np.savez(tmp, total=totals, ttfb=ttfbs)
                 tmp.replace(path)
         log_axes = tuple(_coordinate(a, i) for i, a in enumerate(axes))

@@ -172,12 +172,13 @@ def build_loads(scenario: Scenario, population: Population, rng: np.random.Gener
 
 
 def reference_sample(
-    scenario: Scenario, seed: int, n: int = 50_000
+    scenario: Scenario, n: int = 50_000
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Typical (size, rtt, down rate, loss) of the scenario's loads, drawn from its
-    distributions: the span of the flow model's grid for every engine, so that engines
-    share one calibration (and one cache) whatever loads they happen to draw."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    distributions with the scenario's own seed (not a run's): the span of the flow
+    model's grid for every engine and every seed, so that they share one calibration
+    (and one cache) whatever loads they happen to draw."""
+    rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, 1]))
     class_names = list(scenario.classes)
     shares = np.array([scenario.classes[c].share for c in class_names])
     picks = rng.choice(len(class_names), size=n, p=shares / shares.sum())

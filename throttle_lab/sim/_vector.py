@@ -84,7 +84,7 @@ def run_vector(
     loads = build_loads(scenario, population, workload_rng)
     report("policy decisions", 0.2)
     decisions = decide_loads(scenario.policy_set(seed), population, loads)
-    reference = reference_sample(scenario, seed)
+    reference = reference_sample(scenario)
     ttfb, total, cf_total = _latencies(model, reference, population, loads, decisions, report)
     report("records", 0.9)
     frame = records_frame(population, loads, decisions, ttfb, total, cf_total)
