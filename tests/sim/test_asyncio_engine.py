@@ -10,6 +10,7 @@ import pytest
 
 from throttle_lab.scenario import Scenario
 from throttle_lab.sim import FlowModel, RunResult, run_scenario
+from throttle_lab.sim import _virtual as virtual
 from throttle_lab.sim._asyncio import Client, adaptive_video, run_asyncio
 from throttle_lab.sim._flowmodel import ThrottleConfig
 from throttle_lab.sim._population import reference_sample
@@ -32,7 +33,9 @@ def test_virtual_time_jumps_and_keeps_order() -> None:
     assert [t for _, t in seen] == pytest.approx([1, 3600, 86_400])
 
 
-def test_a_stuck_simulation_says_so() -> None:
+def test_a_stuck_simulation_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(virtual, "STUCK_AFTER_S", 0.05)  # real seconds to wait for threads
+
     async def main() -> None:
         await asyncio.get_running_loop().create_future()  # nobody will ever set it
 

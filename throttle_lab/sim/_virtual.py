@@ -36,11 +36,12 @@ class _JumpingSelector(selectors.DefaultSelector):
             self.loop.advance(timeout)
             return []
         # Nothing scheduled: only a thread (asyncio.to_thread) can still wake the loop.
-        ready = super().select(STUCK_AFTER_S)
+        wait = STUCK_AFTER_S
+        ready = super().select(wait)
         if not ready:
             raise RuntimeError(
                 "virtual time: nothing is scheduled, the simulation is stuck"
-                f" (no thread woke it within {STUCK_AFTER_S:g} s of real time)"
+                f" (no thread woke it within {wait:g} s of real time)"
             )
         return ready
 
