@@ -3,6 +3,7 @@
 from throttle_lab.cli import (
     _emulate,  # noqa: F401
     _flow,  # noqa: F401
+    _probe,  # noqa: F401
     _run,  # noqa: F401
     _scenario,  # noqa: F401
     _typical,  # noqa: F401

@@ -1,0 +1,239 @@
+"""``throttle-lab probe``: measure live URLs against their controls and give a verdict.
+
+Flags follow curl where curl has one (``--resolve``, ``--cacert``), so that a run can be
+pointed at a loopback origin and tested offline. Values in the targets file's
+``[probe]`` table are defaults; a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from throttle_lab.cli import cli
+from throttle_lab.errors import ProbeError, ScenarioError
+from throttle_lab.probe import (
+    FetchSettings,
+    ProbeDefaults,
+    ProbeRequest,
+    TargetsFile,
+    ad_hoc_targets,
+    load_targets,
+    parse_resolve,
+    run_probe,
+)
+from throttle_lab.records import LoadRecord
+from throttle_lab.units import parse_duration
+
+T = TypeVar("T")
+
+
+def _parsed(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.message, key=flag, value=text) from None
+
+
+def _targets(
+    targets_file: str | None,
+    target: tuple[str, ...],
+    control: tuple[str, ...],
+    overrides: dict[str, Any],
+) -> tuple[TargetsFile, str]:
+    if targets_file and target:
+        raise ProbeError("give a targets file or --target/--control pairs, not both")
+    if targets_file:
+        loaded = load_targets(targets_file)
+        source = targets_file
+    elif target:
+        loaded = ad_hoc_targets(list(target), list(control))
+        source = "command line"
+    else:
+        raise ProbeError("nothing to probe: give a targets file or --target URL --control URL")
+    merged = {**loaded.probe.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    if overrides.get("rounds") is not None and overrides.get("max_rounds") is None:
+        merged["max_rounds"] = max(merged["max_rounds"], merged["rounds"])
+    try:
+        probe = ProbeDefaults.model_validate(merged)
+    except ValueError as error:
+        raise ProbeError(f"bad probe options: {error}".splitlines()[0]) from None
+    entries = loaded.targets
+    if overrides.get("timeout") is not None:  # the flag wins over targets' own limits too
+        entries = [t.model_copy(update={"timeout": None}) for t in entries]
+    return loaded.model_copy(update={"probe": probe, "targets": entries}), source
+
+
+class _Progress:
+    """A progress bar on stderr whose length grows when inconclusive targets get rounds."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: Any = None
+        self.enabled = enabled
+
+    def planned(self, count: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=count,
+                label="probing",
+                file=sys.stderr,
+                show_pos=True,
+                item_show_func=lambda item: item,
+            )
+            self.bar.__enter__()
+        else:
+            self.bar.length += count
+
+    def measured(self, record: LoadRecord) -> None:
+        if self.bar is not None:
+            extra = record.extra
+            self.bar.update(
+                1,
+                f"{extra.get('target')} {extra.get('arm')} r{extra.get('round')}:"
+                f" {record.outcome} {record.total_s:.2f}s",
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@cli.command()
+@click.argument("targets_file", required=False, metavar="[TARGETS.toml]")
+@click.option("--target", multiple=True, metavar="URL", help="A URL to test (repeatable).")
+@click.option("--control", multiple=True, metavar="URL", help="Its control twin, one per --target.")
+@click.option(
+    "--resolve", multiple=True, metavar="HOST:PORT:ADDR", help="As curl: use ADDR for HOST:PORT."
+)
+@click.option(
+    "--cacert", type=click.Path(dir_okay=False), help="Trust these CAs instead of the system's."
+)
+@click.option("--rounds", type=click.IntRange(1), help="Rounds before the first verdict [5].")
+@click.option("--max-rounds", type=click.IntRange(1), help="Limit for inconclusive targets [20].")
+@click.option("--concurrency", type=click.IntRange(1), help="Rounds in flight at once [1].")
+@click.option("--timeout", metavar="DURATION", help="Limit per load, e.g. 60s [60s].")
+@click.option(
+    "--interval",
+    "per_host_interval",
+    metavar="DURATION",
+    help="At most one request per host per DURATION [1s].",
+)
+@click.option("--sni-swap/--no-sni-swap", default=None, help="Same server, three names [on].")
+@click.option(
+    "--split-hello/--no-split-hello", default=None, help="Also split the ClientHello [off]."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="probe-results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for measurements.jsonl, summary.json, report.md and plots/.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run already in --out.")
+@click.option("--watch", metavar="INTERVAL", help="Repeat the probe every INTERVAL...")
+@click.option("--for", "watch_for", metavar="DURATION", help="...for DURATION (with --watch).")
+@click.option(
+    "--network",
+    default="unknown",
+    show_default=True,
+    help="Where you are, e.g. 'AS12389 Rostelecom'.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for sampling and bootstrap."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
+def probe(
+    targets_file: str | None,
+    target: tuple[str, ...],
+    control: tuple[str, ...],
+    resolve: tuple[str, ...],
+    cacert: str | None,
+    rounds: int | None,
+    max_rounds: int | None,
+    concurrency: int | None,
+    timeout: str | None,
+    per_host_interval: str | None,
+    sni_swap: bool | None,
+    split_hello: bool | None,
+    out_dir: str,
+    resume: bool,
+    watch: str | None,
+    watch_for: str | None,
+    network: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Measure media loads from TARGETS.toml (or --target/--control) and judge them.
+
+    \b
+    throttle-lab probe probes/twitter-media.toml --out results/
+    throttle-lab probe --target https://pbs.twimg.com/media/x.jpg \\
+        --control https://upload.wikimedia.org/y.jpg --rounds 10 --json
+
+    A load that hits --timeout after receiving data still counts (as slowness), so
+    --timeout 10s gives a verdict on a 400 KB object within a minute even at 140 kbit/s.
+    """
+    overrides = {
+        "rounds": rounds,
+        "max_rounds": max_rounds,
+        "concurrency": concurrency,
+        "timeout": _parsed("--timeout", parse_duration, timeout),
+        "per_host_interval": _parsed("--interval", parse_duration, per_host_interval),
+        "sni_swap": sni_swap,
+        "split_hello": split_hello,
+    }
+    targets, source = _targets(targets_file, target, control, overrides)
+    if watch_for is not None and watch is None:
+        raise ProbeError("--for needs --watch INTERVAL")
+    interval = _parsed("--watch", parse_duration, watch)
+    if interval is not None and interval <= 0:
+        raise ScenarioError("expected a positive interval", key="--watch", value=watch)
+    settings = FetchSettings(
+        timeout_s=targets.probe.timeout,
+        cacert=cacert,
+        resolve=parse_resolve(resolve),
+        network=network,
+    )
+    request = ProbeRequest(
+        targets,
+        settings,
+        Path(out_dir),
+        source=source,
+        resume=resume,
+        seed=seed,
+        watch_interval_s=interval,
+        watch_for_s=_parsed("--for", parse_duration, watch_for),
+    )
+    progress = _Progress(enabled=sys.stderr.isatty())
+    try:
+        summary = asyncio.run(
+            run_probe(request, on_record=progress.measured, on_planned=progress.planned)
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        click.echo(
+            f"throttle-lab: interrupted; measurements so far are in {out_dir}/"
+            "measurements.jsonl: run the same command with --resume to continue",
+            err=True,
+        )
+        sys.exit(130)
+    progress.close()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for entry in summary["targets"]:
+        click.echo(f"{entry['target']}: {entry['verdict']}")
+        click.echo(f"  {entry['sentence']}")
+    click.echo(f"report: {Path(out_dir) / 'report.md'}; summary: {Path(out_dir) / 'summary.json'}")

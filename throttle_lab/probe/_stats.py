@@ -1,0 +1,170 @@
+"""The numbers behind a verdict, computed from records only (never from live objects).
+
+- **Per-load goodput**: bytes received x 8 / time spent. A load that timed out after
+  making progress keeps its goodput (slowness is evidence, not a failure).
+- **Slowdown**: median control goodput / median target goodput, with a percentile
+  bootstrap confidence interval (loads resampled with replacement on each side).
+- **Wehe's area test**: the area between the two CDFs of interval throughputs (each
+  load's transfer cut into 100 equal intervals, as Wehe cuts a replay), divided by the
+  smaller of the two maximum throughputs, as Wehe's ``doTests`` does (two constant rates
+  r < R give R/r - 1, so Wehe's bar of 0.5 is a 1.5x difference).
+- **KS test**: two-sample Kolmogorov-Smirnov on the per-load goodputs. Wehe runs KS on the
+  interval samples; those are strongly correlated within a load (a policed load gives
+  100 low samples), which would make p tiny for any difference, so the p-value here
+  counts loads, the independent unit. The statistic on the interval samples is
+  reported too (``ks_interval_statistic``).
+- **Plateau rate**: a load's rate over the second half of its transfer, after any
+  initial burst the bucket let through; the median over loads long enough to have one.
+- **Mechanism evidence**: stalls (arrival gaps of a retransmission timeout or more),
+  out-of-order arrivals and receiver-side RTT growth from ``TCP_INFO``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from throttle_lab.records import LoadRecord, Outcome
+
+__all__ = [
+    "INTERVALS_PER_LOAD",
+    "MIN_PLATEAU_SPAN_S",
+    "bootstrap_slowdown",
+    "cdf_area",
+    "goodputs",
+    "interval_throughputs",
+    "ks_test",
+    "load_mechanism_evidence",
+    "plateau_rate",
+    "usable",
+]
+
+INTERVALS_PER_LOAD = 100
+MIN_PLATEAU_SPAN_S = 1.0  # shorter transfers are all burst and no plateau
+_MIN_BASE_RTT_S = 0.002  # below this (loopback) RTT growth ratios mean nothing
+
+
+def usable(record: LoadRecord) -> bool:
+    """A load that says something about speed: completed, or timed out with progress."""
+    return record.outcome == Outcome.OK.value or (
+        record.outcome == Outcome.TIMEOUT.value and record.bytes_received > 0
+    )
+
+
+def goodputs(records: Sequence[LoadRecord]) -> np.ndarray:
+    return np.array(
+        [r.bytes_received * 8 / r.total_s for r in records if usable(r) and r.total_s > 0]
+    )
+
+
+def _progress(record: LoadRecord) -> np.ndarray:
+    points = record.extra.get("progress") or []
+    return np.asarray(points, dtype=float).reshape(-1, 2)
+
+
+def interval_throughputs(record: LoadRecord, intervals: int = INTERVALS_PER_LOAD) -> np.ndarray:
+    """Throughput (bit/s) in ``intervals`` equal slices from the request to the end.
+
+    From the request, not the first byte: a body that arrives in one read would
+    otherwise have no duration at all (and an infinite rate).
+    """
+    progress = _progress(record)
+    if len(progress) == 0:
+        return np.empty(0)
+    sent = record.extra.get("request_sent_s")
+    start = min(float(sent), progress[0, 0]) if isinstance(sent, int | float) else progress[0, 0]
+    end = max(record.total_s, progress[-1, 0])
+    if end <= start:
+        return np.empty(0)
+    edges = np.linspace(start, end, intervals + 1)
+    # Linear between logged reads (the log is thinned), from nothing at the request.
+    times = np.concatenate(([start - 1e-9], progress[:, 0]))
+    totals = np.concatenate(([0.0], progress[:, 1]))
+    cumulative = np.interp(edges, times, totals)
+    return np.diff(cumulative) * 8 / np.diff(edges)
+
+
+def bootstrap_slowdown(
+    target: np.ndarray,
+    control: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """(point, low, high): median control goodput / median target goodput."""
+    point = float(np.median(control) / np.median(target))
+    t = rng.choice(target, size=(resamples, len(target)), replace=True)
+    c = rng.choice(control, size=(resamples, len(control)), replace=True)
+    with np.errstate(divide="ignore"):
+        ratios = np.median(c, axis=1) / np.median(t, axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return point, float(low), float(high)
+
+
+def cdf_area(a: np.ndarray, b: np.ndarray) -> float:
+    """Area between the empirical CDFs of ``a`` and ``b``, over the smaller maximum."""
+    if len(a) == 0 or len(b) == 0:
+        return math.nan
+    scale = min(float(a.max()), float(b.max()))
+    if scale <= 0:
+        return math.inf if max(float(a.max()), float(b.max())) > 0 else 0.0
+    grid = np.sort(np.concatenate((a, b)))
+    cdf_a = np.searchsorted(np.sort(a), grid, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), grid, side="right") / len(b)
+    area = float(np.sum(np.abs(cdf_a - cdf_b)[:-1] * np.diff(grid)))
+    return area / scale
+
+
+def ks_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(statistic, p-value) of the two-sample KS test (exact for small samples)."""
+    with warnings.catch_warnings():
+        # scipy falls back from the exact p-value to the asymptotic one for some sample
+        # sizes and says so in a warning; the fallback is what we want, the noise is not.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.ks_2samp(a, b, alternative="two-sided", method="auto")
+    return float(result.statistic), float(result.pvalue)
+
+
+def plateau_rate(record: LoadRecord) -> float | None:
+    """Bit/s over the second half (in time) of the transfer; None if it is too short."""
+    progress = _progress(record)
+    if len(progress) < 2:
+        return None
+    start, end = progress[0, 0], progress[-1, 0]
+    if end - start < MIN_PLATEAU_SPAN_S:
+        return None
+    middle = (start + end) / 2
+    at_middle = float(np.interp(middle, progress[:, 0], progress[:, 1]))
+    return float((progress[-1, 1] - at_middle) * 8 / (end - middle))
+
+
+def _info(record: LoadRecord, key: str, field: str) -> float | None:
+    info = record.extra.get(key) or {}
+    value = info.get(field) if isinstance(info, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def load_mechanism_evidence(record: LoadRecord) -> dict[str, Any]:
+    """One load's evidence: stall share, out-of-order share and RTT growth (or None)."""
+    progress = _progress(record)
+    span = (record.total_s - progress[0, 0]) if len(progress) else 0.0
+    stalls = record.extra.get("stalls") or {}
+    stall_share = float(stalls.get("time_s", 0.0)) / span if span > 0 else None
+    ooo = _info(record, "tcp_info", "rcv_ooopack")
+    segments = _info(record, "tcp_info", "data_segs_in")
+    ooo_share = ooo / segments if ooo is not None and segments else None
+    # The kernel's minimum RTT is the base; not the connect time, which includes the
+    # client's own scheduling delays (on a busy loop, milliseconds of them).
+    base = _info(record, "tcp_info_headers", "min_rtt_s") or _info(record, "tcp_info", "min_rtt_s")
+    if base is not None and base < _MIN_BASE_RTT_S:
+        base = None
+    receiver_rtt = _info(record, "tcp_info", "rcv_rtt_s")
+    growth = receiver_rtt / base if base and receiver_rtt else None
+    return {"stall_share": stall_share, "ooo_share": ooo_share, "rtt_growth": growth}

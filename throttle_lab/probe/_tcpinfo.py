@@ -1,0 +1,90 @@
+"""Linux ``TCP_INFO``: what the kernel knows about a connection, read from the client side.
+
+Only the fields that tell a policer from a shaper are kept. For a download the client
+sends almost nothing, so its own RTT estimate (``rtt_s``) comes from the handshake and the
+request; the receiver-side estimate ``rcv_rtt_s`` is what grows when a shaper queues the
+server's data (Linux measures it from the timestamps the server echoes). Drops upstream
+of the client show up as out-of-order arrivals (``rcv_ooopack``, Linux 5.4+) and as
+stalls in the arrival trace (retransmission timeouts), not in ``retrans``/``lost``, which
+count the client's own segments.
+
+Kernels differ in how much of ``struct tcp_info`` they return, so a field beyond what
+the kernel filled in is ``None``, never a guess. Elsewhere (macOS, Windows) :func:`read_tcp_info`
+returns ``None``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+from typing import Any
+
+__all__ = ["read_tcp_info"]
+
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_BUFFER = 256
+
+# (name, struct format, byte offset) in linux/tcp.h's struct tcp_info.
+_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("state", "B", 0),
+    ("ca_state", "B", 1),
+    ("retransmits", "B", 2),
+    ("rto_us", "I", 8),
+    ("snd_mss", "I", 16),
+    ("rcv_mss", "I", 20),
+    ("lost", "I", 32),
+    ("retrans", "I", 36),
+    ("rtt_us", "I", 68),
+    ("rttvar_us", "I", 72),
+    ("snd_cwnd", "I", 80),
+    ("rcv_rtt_us", "I", 92),
+    ("rcv_space", "I", 96),
+    ("total_retrans", "I", 100),
+    ("bytes_received", "Q", 128),
+    ("segs_out", "I", 136),
+    ("segs_in", "I", 140),
+    ("min_rtt_us", "I", 148),
+    ("data_segs_in", "I", 152),
+    ("delivery_rate", "Q", 160),
+    ("dsack_dups", "I", 216),
+    ("reord_seen", "I", 220),
+    ("rcv_ooopack", "I", 224),
+)
+_MICROSECOND_FIELDS = {"rto_us", "rtt_us", "rttvar_us", "rcv_rtt_us", "min_rtt_us"}
+
+
+def read_tcp_info(sock: Any) -> dict[str, float | int | None] | None:
+    """The kernel's ``TCP_INFO`` for ``sock`` (times in seconds), or ``None``.
+
+    ``sock`` is a socket or asyncio's ``TransportSocket``; ``None`` when the platform has
+    no ``TCP_INFO`` or the socket is already closed (a failed load's socket often is).
+    """
+    if not sys.platform.startswith("linux") or sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _BUFFER)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return parse_tcp_info(raw)
+
+
+def parse_tcp_info(raw: bytes) -> dict[str, float | int | None]:
+    """Decode the bytes of ``struct tcp_info``; fields past ``len(raw)`` are ``None``."""
+    info: dict[str, float | int | None] = {}
+    for name, fmt, offset in _FIELDS:
+        size = struct.calcsize(fmt)
+        key = name.removesuffix("_us") + "_s" if name in _MICROSECOND_FIELDS else name
+        if offset + size > len(raw):
+            info[key] = None
+            continue
+        (value,) = struct.unpack_from("=" + fmt, raw, offset)
+        if name in _MICROSECOND_FIELDS and value == 0xFFFFFFFF:  # ~0U: no sample
+            info[key] = None
+            continue
+        info[key] = value / 1e6 if name in _MICROSECOND_FIELDS else int(value)
+    # An RTT of 0 means "no sample yet", not "no delay".
+    for key in ("rcv_rtt_s", "min_rtt_s"):
+        if info.get(key) == 0:
+            info[key] = None
+    return info

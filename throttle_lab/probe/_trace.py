@@ -1,0 +1,209 @@
+"""The timeline of one load, as a client sees it, and the record made from it.
+
+Both clients (aiohttp in ``_measure.py``, the raw TLS client in ``_tlsclient.py``) mark
+the same moments on a :class:`LoadTrace` and log every read; :meth:`LoadTrace.to_record`
+turns that into the package's one record schema. What the record's columns cannot hold
+goes into ``extra``:
+
+- ``samples``: cumulative bytes at memoryless moments (exponential gaps, mean 250 ms),
+  as OONI and ndt7 record them; drawn from a seeded generator and read off the exact
+  per-read log, which gives the values a sampling task would have seen, without a task
+  per load competing with the reads it measures;
+- ``progress``: the per-read log thinned to at most ``progress_points`` points (first and
+  last kept), for plots and Wehe's interval throughputs;
+- ``stalls``: gaps in the arrival of data, measured on the full log before thinning
+  (a policer's retransmission timeouts show up here; a shaper's smooth queue does not).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from throttle_lab.records import LoadRecord, Outcome, Source
+
+__all__ = ["STALL_MIN_S", "LoadLabel", "LoadTrace", "is_ip_address"]
+
+STALL_MIN_S = 0.2
+"""A gap in arrivals counts as a stall from 200 ms, Linux's minimum retransmission timeout."""
+_STALL_MEDIAN_FACTOR = 4.0  # ...and from 4x the load's median gap, so a slow smooth flow is not
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLabel:
+    """What the scheduler knows about a load, copied into its record."""
+
+    target: str  # the targets file's name for the pair
+    arm: str  # target | control | sni_name | sni_none | sni_unrelated | split_name
+    round: int
+    kind: str = "other"
+    epoch: int = 0  # --watch repetition
+    expected_size: int = 0
+    network: str = "unknown"
+
+
+@dataclass(slots=True)
+class LoadTrace:
+    """Moments of one load on ``time.perf_counter()``'s clock; ``None`` = not reached."""
+
+    started: float = field(default_factory=time.perf_counter)
+    started_unix: float = field(default_factory=time.time)  # for the envelope's timestamp
+    dns_start: float | None = None
+    dns_end: float | None = None
+    connect_start: float | None = None
+    connected: float | None = None
+    tls_done: float | None = None
+    request_sent: float | None = None
+    headers: float | None = None
+    ended: float | None = None
+    phase: str = "dns"  # where a failure happened: dns, connect, tls, request, body
+    read_times: list[float] = field(default_factory=list)
+    read_totals: list[int] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # status, version, sni, peer...
+
+    @staticmethod
+    def clock() -> float:
+        return time.perf_counter()
+
+    def mark(self, name: str) -> float:
+        now = time.perf_counter()
+        setattr(self, name, now)
+        return now
+
+    def log_read(self, size: int) -> None:
+        total = (self.read_totals[-1] if self.read_totals else 0) + size
+        self.read_times.append(time.perf_counter())
+        self.read_totals.append(total)
+
+    @property
+    def bytes_received(self) -> int:
+        return self.read_totals[-1] if self.read_totals else 0
+
+    def _since_start(self, moment: float | None) -> float:
+        return math.nan if moment is None else moment - self.started
+
+    def _span(self, first: float | None, last: float | None) -> float:
+        return math.nan if first is None or last is None else last - first
+
+    def to_record(
+        self,
+        label: LoadLabel,
+        *,
+        outcome: Outcome,
+        run_started: float,
+        rng: np.random.Generator,
+        sample_mean_s: float = 0.25,
+        progress_points: int = 200,
+    ) -> LoadRecord:
+        ended = self.ended if self.ended is not None else time.perf_counter()
+        total_s = ended - self.started
+        received = self.bytes_received
+        size = self.details.get("content_length") or received or label.expected_size
+        host = str(self.details.get("url_host", ""))
+        dns_s = self._span(self.dns_start, self.dns_end)
+        if math.isnan(dns_s) and is_ip_address(host):
+            dns_s = 0.0  # a literal address needs no lookup
+        times = np.asarray(self.read_times, dtype=float) - self.started
+        totals = np.asarray(self.read_totals, dtype=np.int64)
+        extra: dict[str, Any] = {
+            "target": label.target,
+            "arm": label.arm,
+            "round": label.round,
+            "epoch": label.epoch,
+            "started_unix": round(self.started_unix, 6),
+            **self.details,
+            "failure_phase": None if outcome is Outcome.OK else self.phase,
+            "request_sent_s": _rounded(self._since_start(self.request_sent)),
+            "first_byte_s": _rounded(float(times[0])) if len(times) else None,
+            "samples": exponential_samples(times, totals, total_s, rng, sample_mean_s),
+            "progress": thin_progress(times, totals, progress_points),
+            "stalls": stall_summary(times),
+        }
+        return LoadRecord(
+            subscriber=0,
+            device_class="probe",
+            network=label.network,
+            kind=label.kind,
+            host=str(self.details.get("sni") or ""),
+            size_bytes=int(size),
+            start_s=self.started - run_started,
+            ttfb_s=self._since_start(self.headers),
+            total_s=total_s,
+            goodput_bps=received * 8 / total_s if total_s > 0 else 0.0,
+            throttled=False,  # unknown to a probe; the verdict says what it found
+            action="none",
+            outcome=outcome.value,
+            source=Source.PROBED.value,
+            bytes_received=received,
+            dns_s=dns_s,
+            connect_s=self._span(self.connect_start, self.connected),
+            tls_s=self._span(self.connected, self.tls_done),
+            extra=extra,
+        )
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
+
+
+def exponential_samples(
+    times: np.ndarray,
+    totals: np.ndarray,
+    duration_s: float,
+    rng: np.random.Generator,
+    mean_s: float,
+) -> list[list[float]]:
+    """``[[t, cumulative bytes], ...]`` at moments with exponential gaps (mean ``mean_s``).
+
+    The last entry is always the end of the load, so the series ends where the load did.
+    """
+    moments: list[float] = []
+    moment = float(rng.exponential(mean_s))
+    while moment < duration_s and len(moments) < 100_000:
+        moments.append(moment)
+        moment += float(rng.exponential(mean_s))
+    moments.append(duration_s)
+    at = np.asarray(moments)
+    index = np.searchsorted(times, at, side="right") - 1
+    values = np.where(index >= 0, totals[np.clip(index, 0, None)] if len(totals) else 0, 0)
+    return [[round(float(t), 6), int(v)] for t, v in zip(at, values, strict=True)]
+
+
+def thin_progress(times: np.ndarray, totals: np.ndarray, points: int) -> list[list[float]]:
+    """The read log thinned to ``points`` entries evenly spread over the bytes."""
+    if len(times) == 0:
+        return []
+    if len(times) > points:
+        # The first read at or past each of `points` evenly spaced byte levels.
+        levels = np.linspace(totals[0], totals[-1], points)
+        index = np.unique(np.searchsorted(totals, levels, side="left"))
+        times, totals = times[index], totals[index]
+    return [[round(float(t), 6), int(b)] for t, b in zip(times, totals, strict=True)]
+
+
+def stall_summary(times: np.ndarray) -> dict[str, float | int]:
+    """Gaps between reads long enough to be a retransmission timeout, not pacing."""
+    gaps = np.diff(times)
+    if len(gaps) == 0:
+        return {"count": 0, "time_s": 0.0, "longest_s": 0.0, "threshold_s": STALL_MIN_S}
+    threshold = max(STALL_MIN_S, _STALL_MEDIAN_FACTOR * float(np.median(gaps)))
+    stalls = gaps[gaps >= threshold]
+    return {
+        "count": len(stalls),
+        "time_s": round(float(stalls.sum()), 6),
+        "longest_s": round(float(gaps.max()), 6),
+        "threshold_s": round(threshold, 6),
+    }

@@ -1,0 +1,351 @@
+"""Verdicts: throttled, not_throttled, blocked or inconclusive, with the evidence and a
+sentence a journalist can print.
+
+The rules (all thresholds in :class:`Thresholds`, printed in every report):
+
+- ``blocked``: at least 80 % of the target's loads failed outright (any outcome but
+  ``ok`` and a timeout that made progress) while at least 80 % of the control's succeeded.
+- ``inconclusive`` first, whatever the numbers, when the comparison cannot be trusted:
+  fewer than 5 usable loads on a side, or the control failing more than 20 % of the time.
+- The noise check: when the control's own spread (interquartile range over median
+  speed) is above 1, ``throttled`` needs the interval's lower end above 1 + spread as
+  well.
+- ``throttled``: the lower end of the 95 % confidence interval of the slowdown is at
+  least 1.5, *and* Wehe's area test passes (area >= 0.5, or >= 0.3 when either side
+  averages over 10 Mbit/s), *and* the KS test rejects equality at p < 0.01.
+- ``not_throttled``: the upper end of the interval is below 1.5, or below 2 while the KS
+  test finds no difference (on a lossy path the interval stays wide: 2x is still ruled
+  out, and the targeted throttling this tool looks for is 10x or more). Wehe's tests
+  failing alone is *not* enough: with a handful of loads they have little power, and the
+  benchmark caught them finding "no difference" on a path policed at 1 mbit/s.
+- ``inconclusive`` otherwise, which makes the scheduler measure more rounds.
+
+The same function compares the SNI swap's arms and the split ClientHello's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from throttle_lab.probe import _stats
+from throttle_lab.probe._mechanism import infer_mechanism
+from throttle_lab.probe._sentences import comparison_sentence, headline
+from throttle_lab.records import LoadRecord
+
+__all__ = ["Comparison", "TargetVerdict", "Thresholds", "compare", "judge_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    min_slowdown: float = 1.5
+    ruled_out_slowdown: float = 2.0  # not throttled: a slowdown this large is excluded...
+    area: float = 0.5
+    area_fast: float = 0.3  # Wehe's lower bar when either side averages over fast_bps
+    fast_bps: float = 10e6
+    ks_alpha: float = 0.01
+    confidence: float = 0.95
+    min_loads: int = 5
+    max_control_failures: float = 0.2
+    max_control_spread: float = 1.0
+    blocked_share: float = 0.8
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison's verdict and every number a reader needs to check it."""
+
+    target: str
+    comparison: str  # target_vs_control | sni_name_vs_unrelated | sni_none_vs_unrelated | ...
+    verdict: str
+    sentence: str
+    reasons: tuple[str, ...]
+    slowdown: float | None
+    slowdown_ci: tuple[float, float] | None
+    rate_estimate_bps: float | None
+    mechanism: str
+    mechanism_evidence: dict[str, Any]
+    p_value: float | None
+    ks_statistic: float | None
+    ks_interval_statistic: float | None
+    area: float | None
+    area_threshold: float
+    samples: dict[str, int]
+    outcomes: dict[str, dict[str, int]]
+    median_total_s: dict[str, float | None]
+    median_goodput_bps: dict[str, float | None]
+    control_spread: float | None
+    hosts: dict[str, str]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["slowdown_ci"] = list(self.slowdown_ci) if self.slowdown_ci else None
+        finite: dict[str, Any] = _finite(data)
+        return finite
+
+
+def _finite(value: Any) -> Any:
+    """NaN and inf become None: JSON has no spelling for them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _median(values: Sequence[float] | np.ndarray) -> float | None:
+    return float(np.median(values)) if len(values) else None
+
+
+def compare(
+    target: str,
+    a: Sequence[LoadRecord],
+    b: Sequence[LoadRecord],
+    *,
+    comparison: str = "target_vs_control",
+    hosts: dict[str, str] | None = None,
+    rng: np.random.Generator | None = None,
+    thresholds: Thresholds | None = None,
+) -> Comparison:
+    """Compare arm ``a`` (the suspect) with arm ``b`` (its control)."""
+    th = thresholds or Thresholds()
+    rng = rng if rng is not None else np.random.default_rng(0)
+    hosts = hosts or {}
+    outcomes = {
+        "target": dict(Counter(r.outcome for r in a)),
+        "control": dict(Counter(r.outcome for r in b)),
+    }
+    good_a, good_b = _stats.goodputs(a), _stats.goodputs(b)
+    failed_a = len(a) - len(good_a)
+    failed_b = len(b) - len(good_b)
+    base: dict[str, Any] = {
+        "target": target,
+        "comparison": comparison,
+        "samples": {"target": len(good_a), "control": len(good_b)},
+        "outcomes": outcomes,
+        "median_total_s": {
+            "target": _median([r.total_s for r in a if _stats.usable(r)]),
+            "control": _median([r.total_s for r in b if _stats.usable(r)]),
+        },
+        "median_goodput_bps": {"target": _median(good_a), "control": _median(good_b)},
+        "hosts": hosts,
+        "thresholds": th,
+    }
+    spread = None
+    if len(good_b):
+        q1, q3 = np.percentile(good_b, [25, 75])
+        spread = float((q3 - q1) / np.median(good_b)) if np.median(good_b) > 0 else None
+    base["control_spread"] = spread
+
+    reasons: list[str] = []
+    verdict = "inconclusive"
+    numbers: dict[str, Any] = {
+        "slowdown": None,
+        "slowdown_ci": None,
+        "p_value": None,
+        "ks_statistic": None,
+        "ks_interval_statistic": None,
+        "area": None,
+        "area_threshold": th.area,
+        "rate_estimate_bps": None,
+        "mechanism": "unclear",
+        "mechanism_evidence": {},
+    }
+    if (
+        a
+        and failed_a / len(a) >= th.blocked_share
+        and b
+        and failed_b / len(b) <= 1 - th.blocked_share
+    ):
+        verdict = "blocked"
+        failures = Counter(r.outcome for r in a if not _stats.usable(r))
+        reasons.append(f"{failed_a} of {len(a)} loads failed ({failures.most_common(1)[0][0]})")
+    elif b and failed_b / len(b) > th.max_control_failures:
+        reasons.append(
+            f"the control failed {failed_b} of {len(b)} times: the network is unreliable"
+        )
+    elif len(good_a) < th.min_loads or len(good_b) < th.min_loads:
+        reasons.append(
+            f"too few usable loads ({len(good_a)} and {len(good_b)}; {th.min_loads} needed each)"
+        )
+    else:
+        numbers.update(_tests(a, b, good_a, good_b, rng, th))
+        verdict = _decide(numbers, spread, th, reasons)
+    return Comparison(verdict=verdict, reasons=tuple(reasons), sentence="", **base, **numbers)
+
+
+def _tests(
+    a: Sequence[LoadRecord],
+    b: Sequence[LoadRecord],
+    good_a: np.ndarray,
+    good_b: np.ndarray,
+    rng: np.random.Generator,
+    th: Thresholds,
+) -> dict[str, Any]:
+    point, low, high = _stats.bootstrap_slowdown(good_a, good_b, rng, level=th.confidence)
+    samples_a = np.concatenate([_stats.interval_throughputs(r) for r in a if _stats.usable(r)])
+    samples_b = np.concatenate([_stats.interval_throughputs(r) for r in b if _stats.usable(r)])
+    fast = max(float(good_a.mean()), float(good_b.mean())) > th.fast_bps
+    statistic, p_value = _stats.ks_test(good_a, good_b)
+    interval_statistic = (
+        _stats.ks_test(samples_a, samples_b)[0] if len(samples_a) and len(samples_b) else None
+    )
+    plateaus = [p for r in a if _stats.usable(r) and (p := _stats.plateau_rate(r)) is not None]
+    mechanism, evidence = infer_mechanism(a, b)
+    return {
+        "slowdown": point,
+        "slowdown_ci": (low, high),
+        "p_value": p_value,
+        "ks_statistic": statistic,
+        "ks_interval_statistic": interval_statistic,
+        "area": _stats.cdf_area(samples_a, samples_b),
+        "area_threshold": th.area_fast if fast else th.area,
+        "rate_estimate_bps": _median(plateaus),
+        "mechanism": mechanism,
+        "mechanism_evidence": evidence,
+    }
+
+
+def _decide(
+    numbers: dict[str, Any], spread: float | None, th: Thresholds, reasons: list[str]
+) -> str:
+    low, high = numbers["slowdown_ci"]
+    area, area_threshold, p_value = numbers["area"], numbers["area_threshold"], numbers["p_value"]
+    noisy = spread is not None and spread > th.max_control_spread
+    # A noisy control raises the bar: the slowdown must stand out of the control's own
+    # variation (1 + spread).
+    bar = max(th.min_slowdown, 1 + spread) if noisy and spread is not None else th.min_slowdown
+    area_passes = area is not None and area >= area_threshold
+    ks_passes = p_value < th.ks_alpha
+    if low >= bar and area_passes and ks_passes:
+        return "throttled"
+    if high < th.min_slowdown or (high < th.ruled_out_slowdown and not ks_passes):
+        return "not_throttled"
+    if noisy and low < bar:
+        reasons.append(
+            f"the control itself varied too much (spread {spread:.2f} > {th.max_control_spread:g})"
+            f" for a slowdown of {numbers['slowdown']:.2g} to stand out"
+        )
+        return "inconclusive"
+    if low >= th.min_slowdown and not ks_passes:
+        reasons.append(
+            f"slower, but not yet statistically clear (KS p = {p_value:.3g} >= {th.ks_alpha:g})"
+        )
+    elif low >= th.min_slowdown:
+        reasons.append(
+            "slower, but the throughput distributions overlap"
+            f" (area {area:.2f} < {area_threshold:g})"
+        )
+    else:
+        reasons.append(
+            f"the confidence interval ({low:.2f}-{high:.2f}) straddles {th.min_slowdown:g}"
+        )
+    return "inconclusive"
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """Everything judged about one target: the main comparison, the swap and the split."""
+
+    target: str
+    main: Comparison
+    sni_name: Comparison | None = None  # target's name vs an unrelated name, same server
+    sni_none: Comparison | None = None  # no name vs an unrelated name, same server
+    split: Comparison | None = None  # target's name whole vs split over two segments
+    sentence: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return self.main.verdict
+
+    def comparisons(self) -> dict[str, Comparison]:
+        named = {"target_vs_control": self.main, "sni_name_vs_unrelated": self.sni_name}
+        named.update({"sni_none_vs_unrelated": self.sni_none, "whole_vs_split": self.split})
+        return {k: v for k, v in named.items() if v is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary entry: the issue's keys first, then every comparison in full."""
+        main = self.main
+        summary: dict[str, Any] = _finite(
+            {
+                "target": self.target,
+                "verdict": main.verdict,
+                "sentence": self.sentence,
+                "slowdown": main.slowdown,
+                "slowdown_ci": list(main.slowdown_ci) if main.slowdown_ci else None,
+                "rate_estimate_bps": main.rate_estimate_bps,
+                "mechanism": main.mechanism,
+                "p_value": main.p_value,
+                "samples": main.samples,
+                "area": main.area,
+                "area_threshold": main.area_threshold,
+                "reasons": list(main.reasons),
+                "comparisons": {k: c.to_json() for k, c in self.comparisons().items()},
+            }
+        )
+        return summary
+
+
+def judge_target(
+    target: str,
+    records: Sequence[LoadRecord],
+    *,
+    hosts: dict[str, str],
+    unrelated_sni: str = "",
+    rng: np.random.Generator | None = None,
+    thresholds: Thresholds | None = None,
+) -> TargetVerdict:
+    """Judge one target from all its records (every arm, every round)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    arms: dict[str, list[LoadRecord]] = {}
+    for record in records:
+        arms.setdefault(str(record.extra.get("arm")), []).append(record)
+
+    def pair(a: str, b: str, name: str, shown: dict[str, str]) -> Comparison | None:
+        if not arms.get(a) or not arms.get(b):
+            return None
+        return compare(
+            target, arms[a], arms[b], comparison=name, hosts=shown, rng=rng, thresholds=thresholds
+        )
+
+    main = pair("target", "control", "target_vs_control", hosts)
+    if main is None:
+        main = compare(
+            target,
+            arms.get("target", []),
+            arms.get("control", []),
+            hosts=hosts,
+            rng=rng,
+            thresholds=thresholds,
+        )
+    swap_hosts = {
+        "target": hosts.get("target", target),
+        "control": unrelated_sni or "an unrelated name",
+    }
+    sni_name = pair("sni_name", "sni_unrelated", "sni_name_vs_unrelated", swap_hosts)
+    sni_none = pair(
+        "sni_none",
+        "sni_unrelated",
+        "sni_none_vs_unrelated",
+        {"target": "no name", "control": swap_hosts["control"]},
+    )
+    split = pair(
+        "sni_name", "split_name", "whole_vs_split", {"target": "whole", "control": "split"}
+    )
+    main = replace(main, sentence=comparison_sentence(main))
+    return TargetVerdict(
+        target,
+        main,
+        sni_name,
+        sni_none,
+        split,
+        sentence=headline(main, sni_name, sni_none, split),
+    )
