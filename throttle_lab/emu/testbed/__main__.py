@@ -1,16 +1,19 @@
 """The processes the testbed starts inside its namespaces.
 
-``python -m throttle_lab.emu.testbed relay|serve|fetch ...``; argparse rather than click
-because these start once per transfer and should import as little as possible.
+``python -m throttle_lab.emu.testbed relay|serve|fetch|origin|lab-daemon ...``; argparse
+rather than click because these start once per transfer and should import as little as
+possible (the scenario testbed's parts are imported only when asked for).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from throttle_lab.emu.testbed._hooks import load_hook_factory
-from throttle_lab.emu.testbed._relay import run_relay
+from throttle_lab.emu.testbed._relay_control import run_relay
 from throttle_lab.emu.testbed._transfer import fetch_main, serve_main
 
 
@@ -37,8 +40,27 @@ def main(argv: list[str] | None = None) -> None:
     fetch.add_argument("--timeout", type=float, required=True, help="seconds")
     fetch.add_argument("--cc", default="cubic", help="congestion control of the client")
 
+    origin = commands.add_parser("origin", help="HTTPS and HTTP origin (server netns)")
+    origin.add_argument("--host", required=True)
+    origin.add_argument("--ca-out", required=True, help="where the CA (PEM) goes")
+    origin.add_argument("--scenario", help="serve this scenario's media names")
+    origin.add_argument("--set", action="append", default=[], help="scenario override")
+
+    daemon = commands.add_parser("lab-daemon", help="the scenario testbed's daemon")
+    daemon.add_argument("--state-dir", required=True)
+
     args = parser.parse_args(argv)
-    if args.command == "relay":
+    if args.command == "origin":
+        from throttle_lab.emu.testbed._lab_origin import serve_origin
+
+        serve_origin(
+            args.host, ca_out=Path(args.ca_out), scenario_path=args.scenario, overrides=args.set
+        )
+    elif args.command == "lab-daemon":
+        from throttle_lab.emu.testbed._lab_daemon import run_lab_daemon
+
+        sys.exit(run_lab_daemon(Path(args.state_dir)))
+    elif args.command == "relay":
         run_relay(
             args.client_if,
             args.server_if,

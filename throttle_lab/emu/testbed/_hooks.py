@@ -6,6 +6,11 @@ from a *factory* named ``"module:attribute"`` plus JSON keyword arguments, so a 
 device (per-flow state, ClientHello inspection, a bucket per direction) plugs in without
 touching the relay: ``factory(now=..., **kwargs) -> FrameHook``.
 
+A hook that needs more than pass-or-drop also has ``judge()`` (:class:`VerdictHook`):
+its :class:`FrameVerdict` can hold a frame until a later time (shaping) and make the
+relay send frames of its own (the RSTs of a RESET action). The SNI-aware device,
+``_device_hook.DeviceHook``, is one.
+
 The policer here counts the **IP packet length** (the IPv4 header's total-length field),
 not the Ethernet frame: a full TCP segment is 1448 payload + 52 header = 1500 bytes, as
 in the packet model. Linux ``act_police`` on egress would count the 1514-byte frame;
@@ -19,18 +24,23 @@ from __future__ import annotations
 import enum
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 from throttle_lab.core import Policer
 from throttle_lab.errors import TestbedError
 
 __all__ = [
+    "DROP",
+    "PASS",
     "Direction",
     "FrameHook",
+    "FrameVerdict",
     "HookFactory",
     "PassHook",
     "PolicerHook",
     "ReportingHook",
+    "VerdictHook",
     "ipv4_packet_length",
     "load_hook_factory",
     "pass_hook",
@@ -63,6 +73,34 @@ class ReportingHook(FrameHook, Protocol):
 
     def report(self) -> dict[str, Any]:
         """JSON-ready counters, reported under ``"hook"``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FrameVerdict:
+    """What the relay does with one frame.
+
+    ``forward``: send it on, not before ``send_at`` (a shaper's departure time, on the
+    relay's clock; ``None`` is now), then after the path's delay. ``inject``: frames the
+    middlebox sends of its own, each toward the side its direction names, over the same
+    path as a forwarded frame would take.
+    """
+
+    forward: bool
+    send_at: float | None = None
+    inject: tuple[tuple[Direction, bytes], ...] = ()
+
+
+PASS = FrameVerdict(True)
+DROP = FrameVerdict(False)
+
+
+@runtime_checkable
+class VerdictHook(Protocol):
+    """A hook whose answer is a :class:`FrameVerdict`; the relay prefers ``judge``."""
+
+    def judge(self, direction: Direction, frame: bytes, *, now: float) -> FrameVerdict:
+        """Never raises on any bytes."""
         ...
 
 

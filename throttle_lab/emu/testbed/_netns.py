@@ -13,7 +13,11 @@ which forks helper processes per namespace anyway. The one thing the tools here 
 a socket keeps the namespace it was made in).
 
 Names: every namespace this package makes is ``tl-<pid>-<n>-<role>``, where ``pid`` is
-the process that made it. :func:`cleanup_stale` removes those whose process is gone.
+the process that owns it (the one that made it, or the scenario testbed's daemon) and
+``role`` is ``cli``, ``cli<k>`` (the client namespace of the k-th device class), ``mb``
+or ``srv``. :func:`cleanup_stale` removes those whose process is gone. Per-namespace
+files that ``ip netns exec`` mounts over ``/etc`` (``/etc/netns/<name>/hosts``) go with
+their namespace.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ import ctypes
 import fcntl
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from throttle_lab.errors import TestbedError
 
 __all__ = [
+    "NETNS_ETC_DIR",
     "NETNS_PREFIX",
     "cleanup_stale",
     "delete_netns",
@@ -48,8 +55,9 @@ __all__ = [
 ]
 
 NETNS_PREFIX = "tl-"
-_NETNS_NAME = re.compile(r"^tl-(?P<pid>\d+)-(?P<index>\d+)-(?P<role>cli|mb|srv)$")
+_NETNS_NAME = re.compile(r"^tl-(?P<pid>\d+)-(?P<index>\d+)-(?P<role>cli\d*|mb|srv)$")
 _NETNS_DIR = "/run/netns"
+NETNS_ETC_DIR = Path("/etc/netns")
 _CLONE_NEWNET = 0x40000000
 _COMMAND_TIMEOUT_S = 20.0
 
@@ -104,6 +112,7 @@ def delete_netns(netns: str) -> None:
 
     Idempotent: a namespace that is already gone is not an error.
     """
+    _remove_etc(netns)
     if netns not in list_netns():
         return
     for pid in netns_pids(netns):
@@ -114,14 +123,26 @@ def delete_netns(netns: str) -> None:
         raise TestbedError(f"could not delete network namespace {netns}")
 
 
+def _remove_etc(netns: str) -> None:
+    """``/etc/netns/<netns>``, where ``ip netns exec`` finds the namespace's own files."""
+    if parse_netns_name(netns) is not None:  # never anything this package did not make
+        shutil.rmtree(NETNS_ETC_DIR / netns, ignore_errors=True)
+
+
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) STATE ...": the state follows the last parenthesis.
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def cleanup_stale() -> list[str]:
@@ -137,6 +158,12 @@ def cleanup_stale() -> list[str]:
             continue
         delete_netns(name)
         removed.append(name)
+    # Files of namespaces that are gone already (a crash between the two removals).
+    leftovers = sorted(NETNS_ETC_DIR.glob("tl-*")) if NETNS_ETC_DIR.is_dir() else []
+    for directory in leftovers:
+        parsed = parse_netns_name(directory.name)
+        if parsed is not None and not _pid_alive(parsed[0]):
+            _remove_etc(directory.name)
     return removed
 
 

@@ -222,7 +222,7 @@ def fetch_main(host: str, port: int, size: int, timeout_s: float, cc: str) -> No
 
 def serve_main(host: str, port: int, cc: str) -> None:
     """Entry point of the server process."""
-    from throttle_lab.emu.testbed._relay import die_with_parent
+    from throttle_lab.emu.testbed._processes import die_with_parent
 
     die_with_parent()
     try:
