@@ -6,6 +6,7 @@ from throttle_lab.cli import (
     _probe,  # noqa: F401
     _run,  # noqa: F401
     _scenario,  # noqa: F401
+    _sweep,  # noqa: F401
     _testbed,  # noqa: F401
     _typical,  # noqa: F401
 )
