@@ -7,27 +7,17 @@ benchmark among them): add to them, never rename.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from throttle_lab.cli import cli
+from throttle_lab.cli._options import parse_flag
 from throttle_lab.errors import ScenarioError
 from throttle_lab.sim import FlowResult, FlowSpec, Throttle, simulate_flow
 from throttle_lab.units import format_rate, format_size, parse_duration, parse_rate, parse_size
 
 T = TypeVar("T")
-
-
-def _parsed(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
-    """Parse a human quantity, naming the flag in the one-line error."""
-    if text is None:
-        return None
-    try:
-        return parse(text)
-    except ScenarioError as exc:
-        raise ScenarioError(exc.message, key=flag, value=text) from None
 
 
 def spec_from_flags(
@@ -52,11 +42,11 @@ def spec_from_flags(
     throttle = None
     if rate_text is not None:
         flag = "--police" if police else "--shape"
-        rate = _parsed(flag, parse_rate, rate_text)
+        rate = parse_flag(flag, parse_rate, rate_text)
         if burst is None:
             raise ScenarioError(f"{flag} needs --burst (the bucket size, e.g. 16KB)")
-        burst_bytes = _parsed("--burst", parse_size, burst)
-        queue_bytes = _parsed("--queue", parse_size, queue)
+        burst_bytes = parse_flag("--burst", parse_size, burst)
+        queue_bytes = parse_flag("--queue", parse_size, queue)
         if not rate or not burst_bytes:
             raise ScenarioError("rate and burst must be positive", key=flag, value=rate_text)
         if police and queue is not None:
@@ -69,18 +59,18 @@ def spec_from_flags(
         )
     elif burst is not None or queue is not None:
         raise ScenarioError("--burst and --queue need --police or --shape")
-    size_bytes = _parsed("--size", parse_size, size)
+    size_bytes = parse_flag("--size", parse_size, size)
     if not size_bytes:
         raise ScenarioError("expected a positive size", key="--size", value=size)
     if not 0.0 <= loss < 1.0:
         raise ScenarioError("expected a probability in [0, 1)", key="--loss", value=loss)
     return FlowSpec(
         size_bytes=size_bytes,
-        rtt_s=_parsed("--rtt", parse_duration, rtt) or 0.0,
+        rtt_s=parse_flag("--rtt", parse_duration, rtt) or 0.0,
         throttle=throttle,
         cc="reno" if cc == "reno" else "cubic",
         tls="1.2" if tls == "1.2" else "none" if tls == "none" else "1.3",
-        bandwidth_bps=_parsed("--bandwidth", parse_rate, bandwidth),
+        bandwidth_bps=parse_flag("--bandwidth", parse_rate, bandwidth),
         loss=loss,
         upload=upload,
         seed=seed,
@@ -140,41 +130,14 @@ def _row(label: str, result: FlowResult) -> str:
 @click.option("--upload", is_flag=True, help="Upload the object instead of downloading it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random loss.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def flow(
-    size: str,
-    rtt: str,
-    police: str | None,
-    shape: str | None,
-    burst: str | None,
-    queue: str | None,
-    cc: str,
-    tls: str,
-    bandwidth: str | None,
-    loss: float,
-    upload: bool,
-    seed: int,
-    as_json: bool,
-) -> None:
+def flow(as_json: bool, **flags: Any) -> None:
     """One transfer through one policy, with the packet-level TCP model.
 
     \b
     throttle-lab flow --size 400KB --rtt 60ms --police 140kbit --burst 16KB
     throttle-lab flow --size 400KB --rtt 60ms --shape 140kbit --burst 16KB --queue 64KB
     """
-    spec = spec_from_flags(
-        size=size,
-        rtt=rtt,
-        police=police,
-        shape=shape,
-        burst=burst,
-        queue=queue,
-        cc=cc,
-        tls=tls,
-        bandwidth=bandwidth,
-        loss=loss,
-        upload=upload,
-        seed=seed,
-    )
+    spec = spec_from_flags(**flags)
     result = simulate_flow(spec)
     if as_json:
         click.echo(json.dumps(result_json(result)))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from throttle_lab.cli import cli
+from throttle_lab.cli._options import parse_flag
 from throttle_lab.errors import ProbeError, ScenarioError
 from throttle_lab.probe import (
     FetchSettings,
@@ -32,15 +32,6 @@ from throttle_lab.records import LoadRecord
 from throttle_lab.units import parse_duration
 
 T = TypeVar("T")
-
-
-def _parsed(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
-    if text is None:
-        return None
-    try:
-        return parse(text)
-    except ScenarioError as exc:
-        raise ScenarioError(exc.message, key=flag, value=text) from None
 
 
 def _targets(
@@ -189,15 +180,15 @@ def probe(
         "rounds": rounds,
         "max_rounds": max_rounds,
         "concurrency": concurrency,
-        "timeout": _parsed("--timeout", parse_duration, timeout),
-        "per_host_interval": _parsed("--interval", parse_duration, per_host_interval),
+        "timeout": parse_flag("--timeout", parse_duration, timeout),
+        "per_host_interval": parse_flag("--interval", parse_duration, per_host_interval),
         "sni_swap": sni_swap,
         "split_hello": split_hello,
     }
     targets, source = _targets(targets_file, target, control, overrides)
     if watch_for is not None and watch is None:
         raise ProbeError("--for needs --watch INTERVAL")
-    interval = _parsed("--watch", parse_duration, watch)
+    interval = parse_flag("--watch", parse_duration, watch)
     if interval is not None and interval <= 0:
         raise ScenarioError("expected a positive interval", key="--watch", value=watch)
     settings = FetchSettings(
@@ -214,7 +205,7 @@ def probe(
         resume=resume,
         seed=seed,
         watch_interval_s=interval,
-        watch_for_s=_parsed("--for", parse_duration, watch_for),
+        watch_for_s=parse_flag("--for", parse_duration, watch_for),
     )
     progress = _Progress(enabled=sys.stderr.isatty())
     try:
